@@ -1,0 +1,31 @@
+//! Kubernetes-shaped API types for kube-lite, with the Kubernetes JSON field names.
+//!
+//! # Layout
+//! - [`meta`]: `ObjectMeta`, `Status`, lists, watch events, timestamps — apimachinery's `meta/v1`.
+//! - [`core`]: Pod, ConfigMap, Node, Namespace, Event — `core/v1`.
+//! - [`apps`]: ReplicaSet, Deployment — `apps/v1`.
+//! - [`coordination`]: Lease — `coordination.k8s.io/v1`.
+//! - [`resource`]: the [`Resource`] trait and the table of every kind the cluster serves.
+//! - [`quantity`]: `"500m"`, `"128Mi"` → numbers.
+//! - [`selector`]: label selectors (`matchLabels`/`matchExpressions`, `a=b,c in (x,y)`) and field selectors.
+//! - [`validation`]: name rules and per-kind validation returning field errors.
+//! - [`defaults`]: the defaults the API server fills in, as Kubernetes does.
+//! - [`codec`]: YAML/JSON documents in and out, strict decoding.
+
+pub mod apps;
+pub mod codec;
+pub mod coordination;
+pub mod core;
+pub mod defaults;
+pub mod meta;
+pub mod quantity;
+pub mod resource;
+pub mod selector;
+pub mod validation;
+
+pub use apps::{Deployment, ReplicaSet};
+pub use coordination::Lease;
+pub use core::{ConfigMap, Event, Namespace, Node, Pod};
+pub use meta::{List, ObjectMeta, Status, WatchEvent};
+pub use quantity::Quantity;
+pub use resource::{Resource, ResourceInfo};
