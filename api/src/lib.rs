@@ -21,6 +21,7 @@ pub mod meta;
 pub mod quantity;
 pub mod resource;
 pub mod selector;
+pub mod table;
 pub mod validation;
 
 pub use apps::{Deployment, ReplicaSet};

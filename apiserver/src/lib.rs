@@ -1,1 +1,78 @@
+//! The kube-lite API server: the Kubernetes REST API over the kvstore. The only component that
+//! talks to the kvstore; everything else talks to it.
+//!
+//! # Layout
+//! - [`server`]: the HTTP server and routing of Kubernetes paths.
+//! - [`request`]: parsing paths (`/apis/apps/v1/namespaces/x/deployments/web/scale`) and queries.
+//! - [`handlers`]: get/list, create/update/patch, delete, watch, subresources.
+//! - [`strategy`]: per-kind decode, defaulting, validation and update rules.
+//! - [`storage`]: objects in the kvstore; compare-and-swap on resourceVersion.
+//! - [`filter`]: label and field selectors.
+//! - [`patch`]: merge, JSON and strategic merge patches.
+//! - [`table`]: `as=Table` responses.
+//! - [`discovery`]: `/api`, `/apis`, `/version`.
+//! - [`bootstrap`]: the system namespaces.
+//! - [`error`]: errors as Kubernetes `Status` objects.
 
+pub mod bootstrap;
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod handlers;
+pub mod patch;
+pub mod request;
+pub mod server;
+pub mod storage;
+pub mod strategy;
+pub mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use client::kv::KvClient;
+use tokio_util::sync::CancellationToken;
+
+pub struct Config {
+    /// kvstore client URLs; any member will do, the client moves on when one is down.
+    pub kvstore_servers: Vec<String>,
+    /// Already bound, so callers can pass port 0 and learn the port before `run`.
+    pub listener: std::net::TcpListener,
+}
+
+/// Serve until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let kv = KvClient::new(config.kvstore_servers.clone()).context("kvstore client")?;
+    let storage = storage::Storage::new(kv);
+    let addr = config.listener.local_addr()?;
+    // Wait for the store, then make sure the system namespaces exist.
+    loop {
+        match bootstrap::ensure_namespaces(&storage).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e.status().message, "waiting for the kvstore");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .build()?;
+    let state = Arc::new(server::AppState {
+        storage,
+        http,
+        shutdown: shutdown.clone(),
+        server_address: addr.to_string(),
+    });
+    config.listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(config.listener)?;
+    tracing::info!(%addr, kvstore = ?config.kvstore_servers, "apiserver serving");
+    axum::serve(listener, server::router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

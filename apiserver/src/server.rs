@@ -1,0 +1,138 @@
+//! The HTTP server: a single fallback route parses Kubernetes paths (a router with a route per
+//! resource would say the same thing eight times) and hands them to the handlers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+use crate::discovery;
+use crate::error::{ApiError, json_response};
+use crate::handlers::{self, Request};
+use crate::request::{parse_path, parse_query};
+use crate::storage::Storage;
+
+/// Request bodies above this are refused with 413, as the real API server does.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub struct AppState {
+    pub storage: Storage,
+    /// For proxying `pods/log` to kubelets.
+    pub http: reqwest::Client,
+    /// Ends long-running requests (watches, log follows) at shutdown.
+    pub shutdown: CancellationToken,
+    pub server_address: String,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn text(code: StatusCode, s: &str) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        s.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let path = uri.path().to_string();
+    let resp = route(&state, method.clone(), &uri, headers, body).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn route(
+    state: &AppState,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let path = uri.path().trim_end_matches('/');
+    let ok = |v: serde_json::Value| json_response(StatusCode::OK, &v);
+    match (method.clone(), path) {
+        (Method::GET, "/healthz" | "/livez") => return text(StatusCode::OK, "ok"),
+        (Method::GET, "/readyz") => {
+            return match state.storage.current_revision().await {
+                Ok(_) => text(StatusCode::OK, "ok"),
+                Err(e) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("[-]etcd failed: {}", e.status().message),
+                ),
+            };
+        }
+        (Method::GET, "/version") => return ok(discovery::version()),
+        (Method::GET, "/api") => return ok(discovery::api_versions(&state.server_address)),
+        (Method::GET, "/apis") => return ok(discovery::api_group_list()),
+        (Method::GET, "/api/v1") => {
+            return discovery::api_resource_list("", "v1")
+                .map(ok)
+                .unwrap_or_else(|| ApiError::path_not_found(path).into_response());
+        }
+        _ => {}
+    }
+    if method == Method::GET {
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segs.as_slice() {
+            ["apis", g, v] => {
+                return discovery::api_resource_list(g, v)
+                    .map(ok)
+                    .unwrap_or_else(|| ApiError::path_not_found(path).into_response());
+            }
+            ["apis", g] => {
+                let list = discovery::api_group_list();
+                let found = list["groups"]
+                    .as_array()
+                    .and_then(|gs| gs.iter().find(|x| x["name"] == *g))
+                    .cloned();
+                return match found {
+                    Some(mut g) => {
+                        g["kind"] = "APIGroup".into();
+                        g["apiVersion"] = "v1".into();
+                        ok(g)
+                    }
+                    None => ApiError::path_not_found(path).into_response(),
+                };
+            }
+            _ => {}
+        }
+    }
+    let Some(target) = parse_path(path) else {
+        return ApiError::path_not_found(path).into_response();
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::too_large(format!(
+                "the request body is too large: limit is {MAX_BODY_BYTES} bytes"
+            ))
+            .into_response();
+        }
+    };
+    let req = Request {
+        method,
+        target,
+        query: parse_query(uri.query()),
+        headers,
+        body,
+    };
+    match handlers::dispatch(state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}

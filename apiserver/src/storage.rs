@@ -1,0 +1,265 @@
+//! Objects in the kvstore: `/registry/<plural>/<namespace>/<name>` holds an object's JSON; its
+//! resourceVersion is the key's mod_revision. Every write is a compare-and-swap on that revision,
+//! so concurrent writers can never lose each other's changes.
+
+use std::time::Duration;
+
+use api::ResourceInfo;
+use client::kv::proto::*;
+use client::kv::{KvClient, KvError};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone)]
+pub struct Storage {
+    kv: KvClient,
+}
+
+/// An object as read from storage, with its revision.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub obj: Value,
+    pub mod_revision: i64,
+}
+
+/// What a `guaranteed_update` closure decides.
+pub enum Update {
+    /// Write this object.
+    Write(Value),
+    /// Delete the object (the last finalizer went, or a grace period ended).
+    Delete,
+    /// Nothing to change: answer with the current object.
+    Noop,
+}
+
+pub const REGISTRY: &str = "/registry/";
+
+pub fn key(info: &ResourceInfo, ns: &str, name: &str) -> String {
+    if info.namespaced {
+        format!("{REGISTRY}{}/{}/{}", info.plural, ns, name)
+    } else {
+        format!("{REGISTRY}{}/{}", info.plural, name)
+    }
+}
+
+/// The prefix holding a kind's objects (in one namespace, or all when `ns` is None).
+pub fn prefix(info: &ResourceInfo, ns: Option<&str>) -> String {
+    match ns {
+        Some(ns) if info.namespaced => format!("{REGISTRY}{}/{}/", info.plural, ns),
+        _ => format!("{REGISTRY}{}/", info.plural),
+    }
+}
+
+/// Decode a stored value, setting `metadata.resourceVersion` from the revision.
+pub fn decode(kv: &KeyValue, revision: i64) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_str(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
+    set_resource_version(&mut v, revision);
+    Ok(v)
+}
+
+pub fn set_resource_version(v: &mut Value, revision: i64) {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
+/// The stored form: no resourceVersion (it is the key's revision).
+fn encode(obj: &Value) -> ApiResult<String> {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_string(&o).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+impl Storage {
+    pub fn new(kv: KvClient) -> Self {
+        Storage { kv }
+    }
+
+    pub fn kv(&self) -> &KvClient {
+        &self.kv
+    }
+
+    pub async fn get(&self, key: &str) -> ApiResult<Option<Stored>> {
+        let (kv, _) = self.kv.get(key).await?;
+        kv.map(|kv| {
+            Ok(Stored {
+                obj: decode(&kv, kv.mod_revision)?,
+                mod_revision: kv.mod_revision,
+            })
+        })
+        .transpose()
+    }
+
+    /// Objects under a prefix, from `start` (inclusive, for pagination), at `revision` (0 =
+    /// latest). Returns the objects, the revision read at, and whether more remain.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: i64,
+    ) -> ApiResult<(Vec<Stored>, i64, bool)> {
+        let req = RangeRequest {
+            key: start.unwrap_or(prefix).to_string(),
+            range_end: Some(prefix_end(prefix)),
+            limit,
+            revision,
+            ..Default::default()
+        };
+        let resp = self.kv.range(&req).await?;
+        let mut out = Vec::with_capacity(resp.kvs.len());
+        for kv in &resp.kvs {
+            out.push(Stored {
+                obj: decode(kv, kv.mod_revision)?,
+                mod_revision: kv.mod_revision,
+            });
+        }
+        let rev = if revision > 0 {
+            revision
+        } else {
+            resp.header.revision
+        };
+        Ok((out, rev, resp.more))
+    }
+
+    /// Create if absent. `Ok(None)` when the key already exists.
+    pub async fn create(&self, key: &str, obj: &Value, lease: i64) -> ApiResult<Option<Stored>> {
+        let value = encode(obj)?;
+        let txn = TxnRequest {
+            compare: vec![Compare::mod_revision(key, CompareResult::Equal, 0)],
+            success: vec![RequestOp::Put(PutRequest {
+                key: key.to_string(),
+                value,
+                lease,
+                prev_kv: false,
+            })],
+            failure: vec![],
+        };
+        let resp = self.kv.txn(&txn).await?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        let rev = resp.header.revision;
+        let mut obj = obj.clone();
+        set_resource_version(&mut obj, rev);
+        Ok(Some(Stored {
+            obj,
+            mod_revision: rev,
+        }))
+    }
+
+    /// Write if the key is still at `expected` revision. `Ok(None)` when it moved (or vanished).
+    pub async fn update(&self, key: &str, obj: &Value, expected: i64) -> ApiResult<Option<Stored>> {
+        let value = encode(obj)?;
+        let txn = TxnRequest {
+            compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
+            success: vec![RequestOp::Put(PutRequest {
+                key: key.to_string(),
+                value,
+                lease: 0,
+                prev_kv: false,
+            })],
+            failure: vec![],
+        };
+        let resp = self.kv.txn(&txn).await?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        let rev = resp.header.revision;
+        let mut obj = obj.clone();
+        set_resource_version(&mut obj, rev);
+        Ok(Some(Stored {
+            obj,
+            mod_revision: rev,
+        }))
+    }
+
+    /// Delete if the key is still at `expected`. Returns the deletion's revision, or None if it moved.
+    pub async fn delete(&self, key: &str, expected: i64) -> ApiResult<Option<i64>> {
+        let txn = TxnRequest {
+            compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
+            success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                key: key.to_string(),
+                ..Default::default()
+            })],
+            failure: vec![],
+        };
+        let resp = self.kv.txn(&txn).await?;
+        Ok(resp.succeeded.then_some(resp.header.revision))
+    }
+
+    /// Read-modify-write until the compare-and-swap succeeds (Kubernetes' GuaranteedUpdate).
+    /// `f` sees the current object (None when absent) and decides; an error aborts.
+    /// Returns the written object (or the current one on Noop; None after a Delete).
+    pub async fn guaranteed_update<F>(&self, key: &str, mut f: F) -> ApiResult<Option<Stored>>
+    where
+        F: FnMut(Option<&Stored>) -> ApiResult<Update>,
+    {
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            let current = self.get(key).await?;
+            let decision = f(current.as_ref())?;
+            let expected = current.as_ref().map(|c| c.mod_revision).unwrap_or(0);
+            match decision {
+                Update::Noop => return Ok(current),
+                Update::Write(obj) => {
+                    let res = if current.is_none() {
+                        self.create(key, &obj, 0).await?
+                    } else {
+                        self.update(key, &obj, expected).await?
+                    };
+                    if let Some(s) = res {
+                        return Ok(Some(s));
+                    }
+                }
+                Update::Delete => {
+                    if current.is_none() || self.delete(key, expected).await?.is_some() {
+                        return Ok(None);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis((attempt * 5).min(100))).await;
+        }
+    }
+
+    /// A watch on a prefix from `start_revision`, with previous values.
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+    ) -> Result<impl futures::Stream<Item = Result<WatchResponse, KvError>> + Send + use<>, KvError>
+    {
+        self.kv
+            .watch(&WatchCreateRequest {
+                key: prefix.to_string(),
+                range_end: Some(prefix_end(prefix)),
+                prefix: false,
+                start_revision,
+                prev_kv: true,
+                progress_notify: true,
+            })
+            .await
+    }
+
+    /// The store's current revision.
+    pub async fn current_revision(&self) -> ApiResult<i64> {
+        let r = self
+            .kv
+            .range(&RangeRequest {
+                key: "/registry/".into(),
+                count_only: true,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        Ok(r.header.revision)
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of the Kubernetes API client.
+
+use api::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server answered with a `Status` (NotFound, Conflict, Invalid, …).
+    #[error("{}", .0.message)]
+    Api(Box<Status>),
+    /// The server could not be reached or the connection broke.
+    #[error("failed to reach the API server: {0}")]
+    Transport(String),
+    /// The server answered something that is not what was asked for.
+    #[error("failed to decode the API server's response: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Error::Api(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status().map(|s| s.code)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(409) && self.status().is_some_and(|s| s.reason == "Conflict")
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        self.status().is_some_and(|s| s.reason == "AlreadyExists")
+    }
+
+    /// 410 Gone / Expired: the resourceVersion asked for was compacted.
+    pub fn is_gone(&self) -> bool {
+        self.code() == Some(410)
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_decode() {
+            Error::Decode(e.to_string())
+        } else {
+            Error::Transport(e.to_string())
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
