@@ -957,3 +957,72 @@ impl Node {
         self.condition("Ready").is_some_and(|c| c.status == "True")
     }
 }
+
+/// CPU (millicores) and memory (bytes) a pod asks for, as the scheduler counts them: the sum
+/// over containers, or the largest init container if larger, plus overhead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub cpu_milli: i64,
+    pub memory: i64,
+}
+
+impl PodSpec {
+    pub fn requests(&self) -> Requests {
+        let get = |c: &Container| {
+            let q = |name: &str| {
+                c.resources
+                    .requests
+                    .get(name)
+                    .and_then(|q| {
+                        if name == "cpu" {
+                            q.milli_value().ok()
+                        } else {
+                            q.value().ok()
+                        }
+                    })
+                    .unwrap_or(0)
+            };
+            Requests {
+                cpu_milli: q("cpu"),
+                memory: q("memory"),
+            }
+        };
+        let mut sum = Requests::default();
+        for c in &self.containers {
+            let r = get(c);
+            sum.cpu_milli += r.cpu_milli;
+            sum.memory += r.memory;
+        }
+        for c in &self.init_containers {
+            let r = get(c);
+            sum.cpu_milli = sum.cpu_milli.max(r.cpu_milli);
+            sum.memory = sum.memory.max(r.memory);
+        }
+        if let Some(q) = self.overhead.get("cpu").and_then(|q| q.milli_value().ok()) {
+            sum.cpu_milli += q;
+        }
+        if let Some(q) = self.overhead.get("memory").and_then(|q| q.value().ok()) {
+            sum.memory += q;
+        }
+        sum
+    }
+}
+
+impl NodeStatus {
+    /// Allocatable cpu (millicores), memory (bytes) and pod count.
+    pub fn allocatable_resources(&self) -> (i64, i64, i64) {
+        let q = |name: &str, milli: bool| {
+            self.allocatable
+                .get(name)
+                .and_then(|q| {
+                    if milli {
+                        q.milli_value().ok()
+                    } else {
+                        q.value().ok()
+                    }
+                })
+                .unwrap_or(0)
+        };
+        (q("cpu", true), q("memory", false), q("pods", false))
+    }
+}

@@ -1,1 +1,133 @@
+//! The kube-lite controller manager: the loops that make the cluster's state match the
+//! desired state.
+//!
+//! # Layout
+//! - [`replicaset`]: keep `replicas` pods of a template running.
+//! - [`deployment`]: roll ReplicaSets (RollingUpdate, Recreate), scale, revisions, status.
+//! - [`garbage_collector`]: delete dependents of deleted owners; orphan and foreground deletion.
+//! - [`namespace`]: empty a deleted namespace, then let it go.
+//! - [`context`]: what the controllers share (client, informer caches, event recorder).
 
+pub mod context;
+pub mod deployment;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod replicaset;
+
+use std::sync::Arc;
+
+use api::apps::{Deployment, ReplicaSet};
+use api::core::{Namespace, Pod};
+use client::runtime::controller::run_workers;
+use client::runtime::events::Recorder;
+use client::runtime::informer::Informer;
+use client::{Api, Client, ListParams};
+use tokio_util::sync::CancellationToken;
+
+pub struct Config {
+    /// API server URL.
+    pub server: String,
+    /// Workers per controller.
+    pub workers: usize,
+}
+
+impl Config {
+    pub fn new(server: impl Into<String>) -> Self {
+        Config {
+            server: server.into(),
+            workers: 4,
+        }
+    }
+}
+
+/// Run every controller until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = Client::new(&config.server, "kube-lite-controller-manager")?;
+    let pod_inf = Informer::new(Api::<Pod>::all(client.clone()), ListParams::default());
+    let rs_inf = Informer::new(
+        Api::<ReplicaSet>::all(client.clone()),
+        ListParams::default(),
+    );
+    let d_inf = Informer::new(
+        Api::<Deployment>::all(client.clone()),
+        ListParams::default(),
+    );
+    let ns_inf = Informer::new(Api::<Namespace>::all(client.clone()), ListParams::default());
+    let ctx = Arc::new(context::Context {
+        client: client.clone(),
+        pods: pod_inf.store(),
+        replica_sets: rs_inf.store(),
+        deployments: d_inf.store(),
+        namespaces: ns_inf.store(),
+        recorder: Recorder::new(client.clone(), "controller-manager", ""),
+    });
+    let rsc = replicaset::ReplicaSetController::new(ctx.clone());
+    let dc = deployment::DeploymentController::new(ctx.clone());
+    let gc = garbage_collector::GarbageCollector::new(ctx.clone());
+    let nsc = namespace::NamespaceController::new(ctx.clone());
+    {
+        let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
+        pod_inf.on_change(move |c| {
+            r.on_pod(c);
+            d.on_pod(c);
+            g.on_pod(c);
+        });
+        let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
+        rs_inf.on_change(move |c| {
+            r.on_replica_set(c);
+            d.on_replica_set(c);
+            g.on_replica_set(c);
+        });
+        let (d, g) = (dc.clone(), gc.clone());
+        d_inf.on_change(move |c| {
+            d.on_deployment(c);
+            g.on_deployment(c);
+        });
+        let n = nsc.clone();
+        ns_inf.on_change(move |c| n.on_namespace(c));
+    }
+    let stores = (
+        pod_inf.spawn(shutdown.clone()),
+        rs_inf.spawn(shutdown.clone()),
+        d_inf.spawn(shutdown.clone()),
+        ns_inf.spawn(shutdown.clone()),
+    );
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        _ = async { stores.0.wait_ready().await; stores.1.wait_ready().await; stores.2.wait_ready().await; stores.3.wait_ready().await } => {}
+    }
+    tracing::info!(server = %config.server, "controller-manager caches synced; controllers starting");
+    let w = config.workers;
+    let (r, d, g, n) = (rsc.clone(), dc.clone(), gc.clone(), nsc.clone());
+    tokio::join!(
+        run_workers(
+            "replicaset",
+            rsc.queue.clone(),
+            w,
+            shutdown.clone(),
+            move |k| r.clone().sync(k)
+        ),
+        run_workers(
+            "deployment",
+            dc.queue.clone(),
+            w,
+            shutdown.clone(),
+            move |k| d.clone().sync(k)
+        ),
+        run_workers(
+            "garbagecollector",
+            gc.queue.clone(),
+            w,
+            shutdown.clone(),
+            move |k| g.clone().sync(k)
+        ),
+        run_workers(
+            "namespace",
+            nsc.queue.clone(),
+            1,
+            shutdown.clone(),
+            move |k| n.clone().sync(k)
+        ),
+    );
+    Ok(())
+}

@@ -1,11 +1,14 @@
 //! The machinery controllers are built from, after kube-runtime and client-go:
 //! [`watcher`] (list + watch as a state machine) → [`reflector`] (a local cache) →
 //! [`informer`] (cache + change handlers) → [`queue`] (de-duplicating, rate-limited keys) →
-//! [`controller`] (workers calling one `reconcile` per key). [`events`] records Events.
+//! [`controller`] (workers calling one `reconcile` per key). [`events`] records Events;
+//! [`expectations`] and [`owner`] are what controllers that create objects need.
 
 pub mod controller;
 pub mod events;
+pub mod expectations;
 pub mod informer;
+pub mod owner;
 pub mod queue;
 pub mod reflector;
 pub mod watcher;
