@@ -79,7 +79,7 @@ impl Filter {
     ) -> ApiResult<Self> {
         let labels = match label_selector {
             Some(s) => Selector::parse(s)
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
             None => Selector::everything(),
         };
         let fields = match field_selector {

@@ -15,7 +15,10 @@ pub async fn get(state: &AppState, req: &Request) -> ApiResult<Response> {
     let name = t.name.as_deref().unwrap_or_default();
     let key = storage::key(t.info, t.namespace.as_deref().unwrap_or_default(), name);
     match state.storage.get(&key).await? {
-        Some(s) => Ok(object_response(StatusCode::OK, &s.obj, &[])),
+        Some(s) => match crate::table::wants_table(&req.headers) {
+            Some(tr) => Ok(json_response(StatusCode::OK, &tr.with_include(req.q("includeObject")).one(t.info, &s.obj))),
+            None => Ok(object_response(StatusCode::OK, &s.obj, &[])),
+        },
         None => Err(ApiError::not_found(t.info, name)),
     }
 }

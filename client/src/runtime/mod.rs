@@ -8,6 +8,7 @@ pub mod controller;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod leader_election;
 pub mod owner;
 pub mod queue;
 pub mod reflector;

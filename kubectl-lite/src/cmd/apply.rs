@@ -1,0 +1,296 @@
+//! `apply -f`: client-side apply, as kubectl does it. For each object: GET the live one; create
+//! it when missing (recording the manifest in the `last-applied-configuration` annotation), else
+//! PATCH it with a three-way strategic merge patch (see [`crate::patch`]) — or nothing at all
+//! when the patch is empty (`unchanged`). Conflicts are retried on a fresh GET.
+
+use std::time::Duration;
+
+use api::ResourceInfo;
+use api::resource::lookup_kind;
+use serde_json::{Map, Value, json};
+
+use crate::context::Context;
+use crate::errors::{self, Error, Result};
+use crate::manifest::{FilenameArgs, Manifest};
+use crate::patch;
+use crate::printer;
+use crate::rest::query;
+
+/// The annotation client-side apply keeps the last applied manifest in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The field manager kubectl's client-side apply writes with.
+const FIELD_MANAGER: &str = "kubectl-client-side-apply";
+/// kubectl's `maxPatchRetry`.
+const MAX_PATCH_RETRIES: usize = 5;
+/// kubectl's `patchRetryBackOffPeriod`, after the first retry.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(clap::Args, Debug)]
+pub struct Apply {
+    #[command(flatten)]
+    pub files: FilenameArgs,
+    /// Output format: `name` prints only `kind.group/name`.
+    #[arg(short = 'o', long, value_name = "FORMAT")]
+    pub output: Option<String>,
+}
+
+/// What applying one object did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl Apply {
+    pub async fn run(self, ctx: &Context) -> Result<()> {
+        if self.files.is_empty() {
+            return Err(Error::msg("must specify one of -f and -k"));
+        }
+        let name_only = match self.output.as_deref() {
+            None | Some("") => false,
+            Some("name") => true,
+            Some(other) => {
+                return Err(Error::msg(format!(
+                    "unable to match a printer suitable for the output format {other:?}, allowed formats are: name"
+                )));
+            }
+        };
+        let manifests = self.files.read(&mut std::io::stdin())?;
+        if manifests.is_empty() {
+            return Err(Error::msg("no objects passed to apply"));
+        }
+        // Resolve every kind first: kubectl reports mapping errors, then applies the rest.
+        let mut errors = Vec::new();
+        let mut resolved = Vec::new();
+        for m in manifests {
+            match lookup_kind(m.api_version(), m.kind()) {
+                Some(info) => resolved.push((info, m)),
+                None => errors.push(mapping_error(&m)),
+            }
+        }
+        for (info, m) in resolved {
+            match apply_one(ctx, info, &m).await {
+                Ok((name, outcome)) => {
+                    let line = printer::name(info, &name);
+                    if name_only {
+                        printer::stdout(&format!("{line}\n"));
+                    } else {
+                        printer::stdout(&format!("{line} {}\n", outcome.word()));
+                    }
+                }
+                // Nothing else will get through either.
+                Err(e) if e.is_transport() => return Err(e),
+                Err(e) => errors.push(e),
+            }
+        }
+        errors::collect(errors)
+    }
+}
+
+/// kubectl's error for a kind the server does not serve.
+pub fn mapping_error(m: &Manifest) -> Error {
+    Error::msg(format!(
+        "resource mapping not found for name: {:?} namespace: {:?} from {:?}: no matches for kind {:?} in version {:?}",
+        m.name(),
+        m.namespace(),
+        m.source,
+        m.kind(),
+        m.api_version()
+    ))
+}
+
+/// The namespace an object from a manifest goes to: its own, else `-n`, else the context's.
+/// With an explicit `-n`, a manifest naming another namespace is an error, as in kubectl.
+pub fn target_namespace(ctx: &Context, info: &ResourceInfo, m: &Manifest) -> Result<String> {
+    if !info.namespaced {
+        return Ok(String::new());
+    }
+    let own = m.namespace();
+    if own.is_empty() {
+        return Ok(ctx.namespace.clone());
+    }
+    if ctx.namespace_explicit && own != ctx.namespace {
+        return Err(Error::msg(format!(
+            "the namespace from the provided object {own:?} does not match the namespace {:?}. You must pass '--namespace={own}' to perform this operation.",
+            ctx.namespace
+        )));
+    }
+    Ok(own.to_string())
+}
+
+async fn apply_one(
+    ctx: &Context,
+    info: &'static ResourceInfo,
+    m: &Manifest,
+) -> Result<(String, Outcome)> {
+    let name = m.name().to_string();
+    if name.is_empty() {
+        let why = if m.object["metadata"]["generateName"].is_string() {
+            "cannot use generate name with apply"
+        } else {
+            "resource name may not be empty"
+        };
+        return Err(Error::msg(format!("from {}: {why}", m.source)));
+    }
+    let ns = target_namespace(ctx, info, m)?;
+    let mut obj = m.object.clone();
+    if info.namespaced {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    let modified = with_last_applied(&obj);
+    let path = info.object_path(Some(&ns), &name);
+    let params = query(&[
+        ("fieldManager", FIELD_MANAGER.to_string()),
+        ("fieldValidation", "Strict".to_string()),
+    ]);
+    let mut live = match ctx.rest.get(&path).await {
+        Ok(live) => live,
+        Err(e) if e.is_not_found() => {
+            let mut body = modified;
+            prune_nulls(&mut body);
+            ctx.rest
+                .post(
+                    &format!("{}{params}", info.collection_path(Some(&ns))),
+                    &body,
+                )
+                .await
+                .map_err(|e| e.with_source("creating", &m.source))?;
+            return Ok((name, Outcome::Created));
+        }
+        Err(e) => {
+            return Err(e.with_source(
+                "retrieving current configuration from server for",
+                &m.source,
+            ));
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        let original = match live["metadata"]["annotations"][LAST_APPLIED].as_str() {
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                Error::msg(format!(
+                    "error when retrieving original configuration from {:?}: invalid {LAST_APPLIED} annotation: {e}",
+                    m.source
+                ))
+            })?,
+            None => {
+                if attempt == 0 {
+                    printer::stderr(&format!(
+                        "Warning: resource {}/{name} is missing the {LAST_APPLIED} annotation which is required by kubectl-lite apply. kubectl-lite apply should only be used on resources created declaratively by either kubectl-lite create --save-config or kubectl-lite apply. The missing annotation will be patched automatically.\n",
+                        info.plural
+                    ));
+                }
+                Value::Null
+            }
+        };
+        let patch = patch::three_way(&original, &modified, &live).map_err(|e| {
+            Error::msg(format!(
+                "error when computing the patch for {:?}: {e}",
+                m.source
+            ))
+        })?;
+        if patch.as_object().is_some_and(Map::is_empty) {
+            return Ok((name, Outcome::Unchanged));
+        }
+        match ctx
+            .rest
+            .patch(
+                &format!("{path}{params}"),
+                &patch,
+                "application/strategic-merge-patch+json",
+            )
+            .await
+        {
+            Ok(_) => return Ok((name, Outcome::Configured)),
+            Err(e) if e.is_conflict() && attempt < MAX_PATCH_RETRIES => {
+                attempt += 1;
+                if attempt > 1 {
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                live = ctx.rest.get(&path).await?;
+            }
+            Err(e) => return Err(e.with_source("patching", &m.source)),
+        }
+    }
+}
+
+/// The manifest with its own compact JSON recorded in the last-applied annotation — exactly what
+/// kubectl records (`GetModifiedConfiguration`): the object without that annotation, keys sorted,
+/// an empty `annotations` map kept, and a trailing newline.
+pub fn with_last_applied(obj: &Value) -> Value {
+    let mut without = obj.clone();
+    if !without["metadata"].is_object() {
+        without["metadata"] = json!({});
+    }
+    let mut annotations = without["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    annotations.remove(LAST_APPLIED);
+    without["metadata"]["annotations"] = Value::Object(annotations.clone());
+    let recorded = printer::to_compact_json(&without) + "\n";
+    annotations.insert(LAST_APPLIED.into(), Value::String(recorded));
+    let mut modified = without;
+    modified["metadata"]["annotations"] = Value::Object(annotations);
+    modified
+}
+
+/// Drop `null` fields before a create, as kubectl does, so create and update agree.
+fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_applied_is_kubectls() {
+        let obj = json!({"kind": "ConfigMap", "apiVersion": "v1",
+                         "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "<1>"}});
+        let m = with_last_applied(&obj);
+        assert_eq!(
+            m["metadata"]["annotations"][LAST_APPLIED],
+            "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"\\u003c1\\u003e\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{},\"name\":\"c\",\"namespace\":\"default\"}}\n"
+        );
+        // Applying the result again records the same thing (the old annotation is dropped first).
+        assert_eq!(with_last_applied(&m), m);
+    }
+
+    #[test]
+    fn nulls_are_pruned() {
+        let mut v = json!({"a": null, "b": {"c": null, "d": 1}, "e": [{"f": null}]});
+        prune_nulls(&mut v);
+        assert_eq!(v, json!({"b": {"d": 1}, "e": [{}]}));
+    }
+
+    #[test]
+    fn unknown_kinds_say_where_they_came_from() {
+        let m = Manifest {
+            source: "widget.yaml".into(),
+            object: json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        };
+        assert_eq!(
+            mapping_error(&m).to_string(),
+            "resource mapping not found for name: \"w\" namespace: \"\" from \"widget.yaml\": no matches for kind \"Widget\" in version \"example.com/v1\""
+        );
+    }
+}
