@@ -78,8 +78,7 @@ impl Filter {
         field_selector: Option<&str>,
     ) -> ApiResult<Self> {
         let labels = match label_selector {
-            Some(s) => Selector::parse(s)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            Some(s) => Selector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
             None => Selector::everything(),
         };
         let fields = match field_selector {

@@ -16,7 +16,10 @@ pub async fn get(state: &AppState, req: &Request) -> ApiResult<Response> {
     let key = storage::key(t.info, t.namespace.as_deref().unwrap_or_default(), name);
     match state.storage.get(&key).await? {
         Some(s) => match crate::table::wants_table(&req.headers) {
-            Some(tr) => Ok(json_response(StatusCode::OK, &tr.with_include(req.q("includeObject")).one(t.info, &s.obj))),
+            Some(tr) => Ok(json_response(
+                StatusCode::OK,
+                &tr.with_include(req.q("includeObject")).one(t.info, &s.obj),
+            )),
             None => Ok(object_response(StatusCode::OK, &s.obj, &[])),
         },
         None => Err(ApiError::not_found(t.info, name)),
@@ -120,6 +123,7 @@ pub async fn list(state: &AppState, req: &Request) -> ApiResult<Response> {
         .filter(|o| filter.matches(t.info, o))
         .collect();
     if let Some(table) = crate::table::wants_table(&req.headers) {
+        let table = table.with_include(req.q("includeObject"));
         return Ok(json_response(
             StatusCode::OK,
             &table.list(t.info, &items, rev, next.as_deref()),
