@@ -19,6 +19,34 @@ use crate::storage::Storage;
 
 /// Request bodies above this are refused with 413, as the real API server does.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// How much of an oversize body is read (and dropped) so the client gets the 413 instead of
+/// a connection reset while it is still sending.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("failed to read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the request body is too large: limit is {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(buf.freeze())
+}
 
 pub struct AppState {
     pub storage: Storage,
@@ -115,14 +143,9 @@ async fn route(
     let Some(target) = parse_path(path) else {
         return ApiError::path_not_found(path).into_response();
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::too_large(format!(
-                "the request body is too large: limit is {MAX_BODY_BYTES} bytes"
-            ))
-            .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let req = Request {
         method,
