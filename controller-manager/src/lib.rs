@@ -21,6 +21,7 @@ use api::core::{Namespace, Pod};
 use client::runtime::controller::run_workers;
 use client::runtime::events::Recorder;
 use client::runtime::informer::Informer;
+use client::runtime::leader_election::{self, LeaderElectionConfig, default_identity};
 use client::{Api, Client, ListParams};
 use tokio_util::sync::CancellationToken;
 
@@ -29,20 +30,59 @@ pub struct Config {
     pub server: String,
     /// Workers per controller.
     pub workers: usize,
+    /// Lease-based leader election (None: act at once, alone).
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Config {
+    /// Defaults: 4 workers, leader election through Lease `kube-system/kube-controller-manager`.
     pub fn new(server: impl Into<String>) -> Self {
         Config {
             server: server.into(),
             workers: 4,
+            leader_election: Some(LeaderElectionConfig::new(
+                "kube-controller-manager",
+                &default_identity(),
+            )),
         }
     }
 }
 
-/// Run every controller until `shutdown`.
+/// Run every controller until `shutdown` (while leader, when leader election is on).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = Client::new(&config.server, "kube-lite-controller-manager")?;
+    tracing::info!(server = %config.server, "controller-manager starting");
+    match config.leader_election.clone() {
+        None => run_controllers(client, config, shutdown).await,
+        Some(le) => {
+            let (tx, _rx) = tokio::sync::watch::channel(false);
+            let c = client.clone();
+            let (server, workers) = (config.server.clone(), config.workers);
+            leader_election::run(client, le, shutdown, tx, move |lead| {
+                let c = c.clone();
+                let config = Config {
+                    server: server.clone(),
+                    workers,
+                    leader_election: None,
+                };
+                async move {
+                    if let Err(e) = run_controllers(c, config, lead).await {
+                        tracing::error!(error = %e, "controllers failed");
+                    }
+                }
+            })
+            .await;
+            Ok(())
+        }
+    }
+}
+
+/// The controllers themselves: informers, handlers, workers.
+async fn run_controllers(
+    client: Client,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let pod_inf = Informer::new(Api::<Pod>::all(client.clone()), ListParams::default());
     let rs_inf = Informer::new(
         Api::<ReplicaSet>::all(client.clone()),

@@ -10,6 +10,8 @@ struct Args {
     /// Workers per controller.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    #[command(flatten)]
+    leader: client::runtime::leader_flags::LeaderElectFlags,
 }
 
 #[tokio::main]
@@ -18,6 +20,7 @@ async fn main() {
     let args = Args::parse();
     let mut config = controller_manager::Config::new(args.server);
     config.workers = args.workers;
+    config.leader_election = args.leader.config("kube-controller-manager");
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = controller_manager::run(config, shutdown).await {
         client::process::fail(&format!("{e:#}"));

@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod schedule_one;
 pub mod scheduler;
 
+use client::runtime::leader_election::{self, LeaderElectionConfig, default_identity};
 use tokio_util::sync::CancellationToken;
 
 pub struct Config {
@@ -18,21 +19,40 @@ pub struct Config {
     pub server: String,
     /// Pods whose `spec.schedulerName` is this (or empty) are ours.
     pub scheduler_name: String,
+    /// Lease-based leader election (None: act at once, alone).
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Config {
+    /// Defaults: `default-scheduler`, leader election through Lease `kube-system/kube-scheduler`.
     pub fn new(server: impl Into<String>) -> Self {
         Config {
             server: server.into(),
             scheduler_name: "default-scheduler".into(),
+            leader_election: Some(LeaderElectionConfig::new(
+                "kube-scheduler",
+                &default_identity(),
+            )),
         }
     }
 }
 
-/// Schedule pods until `shutdown`.
+/// Schedule pods until `shutdown` (while leader, when leader election is on).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = client::Client::new(&config.server, "kube-lite-scheduler")?;
     tracing::info!(server = %config.server, "scheduler starting");
-    scheduler::run_scheduler(client, &config.scheduler_name, shutdown).await;
+    let name = config.scheduler_name.clone();
+    match config.leader_election {
+        None => scheduler::run_scheduler(client, &name, shutdown).await,
+        Some(le) => {
+            let (tx, _rx) = tokio::sync::watch::channel(false);
+            let c = client.clone();
+            leader_election::run(client, le, shutdown, tx, move |lead| {
+                let (c, name) = (c.clone(), name.clone());
+                async move { scheduler::run_scheduler(c, &name, lead).await }
+            })
+            .await
+        }
+    }
     Ok(())
 }

@@ -10,6 +10,8 @@ struct Args {
     /// Schedule pods that ask for this scheduler name (or none).
     #[arg(long, default_value = "default-scheduler")]
     scheduler_name: String,
+    #[command(flatten)]
+    leader: client::runtime::leader_flags::LeaderElectFlags,
 }
 
 #[tokio::main]
@@ -18,6 +20,7 @@ async fn main() {
     let args = Args::parse();
     let mut config = scheduler::Config::new(args.server);
     config.scheduler_name = args.scheduler_name;
+    config.leader_election = args.leader.config("kube-scheduler");
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = scheduler::run(config, shutdown).await {
         client::process::fail(&format!("{e:#}"));

@@ -45,7 +45,8 @@ impl LeaderElectionConfig {
 
 /// A default identity: host name plus a random suffix, so two candidates on one host differ.
 pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
     format!("{}_{}", host.trim(), &uuid_like())
 }
 
@@ -100,8 +101,14 @@ impl Elector {
         let holder = current.spec.holder_identity.clone().unwrap_or_default();
         let held_by_other = !holder.is_empty() && holder != me;
         if held_by_other {
-            let duration = Duration::from_secs(current.spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64);
-            let seen = self.observed.as_ref().map(|(_, t)| *t).unwrap_or_else(Instant::now);
+            let duration = Duration::from_secs(
+                current.spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64,
+            );
+            let seen = self
+                .observed
+                .as_ref()
+                .map(|(_, t)| *t)
+                .unwrap_or_else(Instant::now);
             if seen.elapsed() < duration {
                 return Ok(false);
             }
@@ -139,8 +146,13 @@ impl Elector {
 /// Run `work` whenever this candidate is the leader, until `shutdown`. `work` gets a token that
 /// is cancelled when leadership is lost; it should then stop acting. The returned receiver says
 /// whether we lead right now (for health and metrics endpoints).
-pub async fn run<F, Fut>(client: Client, cfg: LeaderElectionConfig, shutdown: CancellationToken, leading: watch::Sender<bool>, mut work: F)
-where
+pub async fn run<F, Fut>(
+    client: Client,
+    cfg: LeaderElectionConfig,
+    shutdown: CancellationToken,
+    leading: watch::Sender<bool>,
+    mut work: F,
+) where
     F: FnMut(CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod leader_election;
+pub mod leader_flags;
 pub mod owner;
 pub mod queue;
 pub mod reflector;
