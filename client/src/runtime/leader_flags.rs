@@ -8,7 +8,7 @@ use super::leader_election::{LeaderElectionConfig, default_identity};
 #[derive(clap::Args, Clone, Debug)]
 pub struct LeaderElectFlags {
     /// Elect a leader through a Lease before acting, so several replicas can run (one acts).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub leader_elect: bool,
     /// Seconds a leader may go without renewing before another candidate takes over.
     #[arg(long, default_value_t = 15)]
