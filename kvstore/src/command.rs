@@ -1,0 +1,81 @@
+//! What goes through Raft: batches of write commands, and the result of applying each.
+
+use client::kv::proto::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
+use client::kv::proto::{TxnRequest, TxnResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::error::KvError;
+
+/// One state-changing request. Applying it is deterministic: every member computes the same
+/// result from the same state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact {
+        revision: i64,
+    },
+    /// `id == 0` lets the state machine choose (deterministically, from the log position).
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: i64,
+    },
+    /// A member announces its name and client URLs (etcd's "publish").
+    PublishMember {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
+}
+
+impl Command {
+    /// A rough size in bytes, to bound the size of one Raft entry.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Put(p) => 64 + p.key.len() + p.value.len(),
+            Command::Txn(t) => {
+                64 + t
+                    .success
+                    .iter()
+                    .chain(&t.failure)
+                    .map(|op| match op {
+                        client::kv::proto::RequestOp::Put(p) => 64 + p.key.len() + p.value.len(),
+                        _ => 128,
+                    })
+                    .sum::<usize>()
+                    + t.compare.len() * 64
+            }
+            _ => 128,
+        }
+    }
+}
+
+/// The Raft log's application payload: the commands of many concurrent client requests share
+/// one log entry (and so one fsync); each still gets its own revision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Command>);
+
+/// The outcome of one applied [`Command`]. Headers carry only the revision; the server fills in
+/// the member fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmdResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact { revision: i64 },
+    LeaseGrant { id: i64, ttl: i64, revision: i64 },
+    LeaseRevoke { revision: i64 },
+    Published,
+}
+
+pub type CmdResult = Result<CmdResponse, KvError>;
+
+/// The results of one applied [`Batch`], in order (empty for blank and membership entries).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse(pub Vec<CmdResult>);

@@ -1,0 +1,133 @@
+//! The revisioned key space (etcd's MVCC) on redb tables: current values, per-key revisions and
+//! the revision-ordered history that old reads and watches scan.
+//!
+//! Tables:
+//! - `kv`: key → the live key's [`codec::Record`] (deleted keys are absent);
+//! - `revs`: (key, revision) → the event's sub-index and a tombstone flag, so a read at an old
+//!   revision finds each key's latest change at or before it;
+//! - `history`: (revision, sub-index) → the event (key, put/delete, record written);
+//! - `meta`: current revision, compact revision, and opaque entries for the state machine
+//!   (last applied log id, membership);
+//! - `leases`: lease id → TTL; `lease_keys`: (lease id, key) for keys attached to a lease;
+//! - `members`: member id → published name and client URLs.
+
+pub mod codec;
+mod compact;
+pub mod range;
+mod read;
+mod snapshot;
+pub mod validate;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::KvError;
+pub use range::KeyRange;
+pub use read::Reader;
+pub use write::{Applier, LeaseChange, RevisionEvents};
+
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub(crate) const REVS: TableDefinition<(&str, u64), u64> = TableDefinition::new("revs");
+pub(crate) const HISTORY: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+pub(crate) const LEASE_KEYS: TableDefinition<(i64, &str), ()> = TableDefinition::new("lease_keys");
+pub(crate) const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+
+pub(crate) const META_REVISION: &str = "revision";
+pub(crate) const META_COMPACT: &str = "compact_revision";
+
+/// A member's published attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttrs {
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// The state database. Reads open their own redb read transaction (a consistent snapshot);
+/// writes go through an [`Applier`], only from the Raft state machine.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    /// Some commit since the last [`Store::sync`] was not durable.
+    dirty: AtomicBool,
+}
+
+impl Store {
+    /// Open (or create) the database at `path`, creating any missing table.
+    pub fn open(path: &Path) -> Result<Store, KvError> {
+        let db = Database::create(path).map_err(|e| {
+            KvError::internal(format!("opening state database {}: {e}", path.display()))
+        })?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(KV)?;
+            txn.open_table(REVS)?;
+            txn.open_table(HISTORY)?;
+            txn.open_table(META)?;
+            txn.open_table(LEASES)?;
+            txn.open_table(LEASE_KEYS)?;
+            txn.open_table(MEMBERS)?;
+        }
+        txn.commit()?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// A consistent read view of the whole store.
+    pub fn read(&self) -> Result<Reader, KvError> {
+        let txn: ReadTransaction = self.db.begin_read()?;
+        Reader::new(txn)
+    }
+
+    /// Make every earlier (possibly non-durable) commit durable: an empty commit with
+    /// `Durability::Immediate` persists all commits before it.
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.dirty.store(false, Ordering::Release);
+        let txn = self.db.begin_write()?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Note a commit made with `Durability::None`.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Whether a [`Store::sync`] would persist anything.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// Bytes on disk.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// The current and compact revisions as stored in `meta`.
+pub(crate) fn meta_revisions(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<(i64, i64), KvError> {
+    let get = |k: &str| -> Result<i64, KvError> {
+        match meta.get(k)? {
+            Some(v) => codec::decode_i64(v.value()),
+            None => Ok(0),
+        }
+    };
+    Ok((get(META_REVISION)?, get(META_COMPACT)?))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+//! The Raft state machine over the MVCC store: applies committed entries, builds and installs
+//! snapshots, and tells the watch hub and the lease timers what changed.
+//!
+//! Durability: all entries of one `apply` call are applied in one redb write transaction,
+//! committed with `Durability::None` (visible to readers at once, not fsync'ed); [`flush_loop`]
+//! makes the store durable every [`SYNC_INTERVAL`] while it is dirty, off the write path. This
+//! is safe because the Raft log is durable before anything is applied, the last applied log id
+//! is committed atomically with the state it describes, and openraft re-applies the log after
+//! the durable last-applied id on restart. Log entries are only purged after a snapshot, and
+//! building a snapshot first makes the store durable; installing one commits durably; a clean
+//! shutdown syncs as well.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use redb::Durability;
+use serde::Serialize;
+
+use crate::command::BatchResponse;
+use crate::error::KvError;
+use crate::lease::Leases;
+use crate::mvcc::{Applier, Store};
+use crate::raft::{Entry, Node, NodeId, TypeConfig};
+use crate::watch::WatchHub;
+
+/// Longest time a state commit stays non-durable.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sync the store every [`SYNC_INTERVAL`] while it has non-durable commits, until `stop`.
+pub async fn flush_loop(store: Arc<Store>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if store.is_dirty() {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("syncing the state database: {e}"),
+                Err(e) => tracing::error!("syncing the state database: {e}"),
+            }
+        }
+    }
+}
+
+const META_LAST_APPLIED: &str = "raft_last_applied";
+const META_MEMBERSHIP: &str = "raft_membership";
+
+type SE = StorageError<NodeId>;
+type Membership = StoredMembership<NodeId, Node>;
+
+fn sm_err(e: impl std::fmt::Display) -> SE {
+    StorageIOError::write_state_machine(AnyError::error(e)).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> SE {
+    StorageIOError::write_snapshot(None, AnyError::error(e)).into()
+}
+
+pub struct StateMachine {
+    store: Arc<Store>,
+    hub: Arc<WatchHub>,
+    leases: Arc<Leases>,
+    snapshot_dir: PathBuf,
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+}
+
+impl StateMachine {
+    /// Wrap an opened store; `snapshot_dir` holds the latest snapshot.
+    pub fn new(
+        store: Arc<Store>,
+        hub: Arc<WatchHub>,
+        leases: Arc<Leases>,
+        snapshot_dir: &Path,
+    ) -> Result<StateMachine, KvError> {
+        std::fs::create_dir_all(snapshot_dir)
+            .map_err(|e| KvError::internal(format!("creating {}: {e}", snapshot_dir.display())))?;
+        let r = store.read()?;
+        let json = |k: &str| -> Result<Option<Vec<u8>>, KvError> { r.meta(k) };
+        let last_applied = match json(META_LAST_APPLIED)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| KvError::internal(format!("bad last-applied record: {e}")))?,
+            None => None,
+        };
+        let membership = match json(META_MEMBERSHIP)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| KvError::internal(format!("bad membership record: {e}")))?,
+            None => Membership::default(),
+        };
+        leases.load(&r.leases()?);
+        drop(r);
+        Ok(StateMachine {
+            store,
+            hub,
+            leases,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            last_applied,
+            membership,
+        })
+    }
+}
+
+/// The outcome of one apply transaction.
+struct Applied {
+    results: Vec<BatchResponse>,
+    from: i64,
+    to: i64,
+    events: Vec<crate::mvcc::RevisionEvents>,
+    lease_changes: Vec<crate::mvcc::LeaseChange>,
+    last: Option<LogId<NodeId>>,
+    membership: Membership,
+}
+
+fn apply_blocking(
+    store: &Store,
+    entries: &[Entry],
+    mut membership: Membership,
+    collect: bool,
+) -> Result<Applied, KvError> {
+    let mut txn = store.db().begin_write()?;
+    txn.set_durability(Durability::None)
+        .map_err(|e| KvError::internal(e.to_string()))?;
+    let applied = {
+        let mut a = Applier::new(&txn, collect)?;
+        let from = a.revision() + 1;
+        let mut results = Vec::with_capacity(entries.len());
+        for e in entries {
+            match &e.payload {
+                EntryPayload::Blank => results.push(BatchResponse::default()),
+                EntryPayload::Normal(batch) => {
+                    let mut rs = Vec::with_capacity(batch.0.len());
+                    for (i, cmd) in batch.0.iter().enumerate() {
+                        rs.push(a.apply(cmd, (e.log_id.index << 16) | i as u64)?);
+                    }
+                    results.push(BatchResponse(rs));
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Membership::new(Some(e.log_id), m.clone());
+                    results.push(BatchResponse::default());
+                }
+            }
+        }
+        let last = entries.last().map(|e| e.log_id);
+        a.set_meta(META_LAST_APPLIED, &to_json(&last)?)?;
+        a.set_meta(META_MEMBERSHIP, &to_json(&membership)?)?;
+        let to = a.revision();
+        let (events, lease_changes) = a.finish()?;
+        Applied {
+            results,
+            from,
+            to,
+            events,
+            lease_changes,
+            last,
+            membership,
+        }
+    };
+    txn.commit()?;
+    store.mark_dirty();
+    Ok(applied)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, KvError> {
+    serde_json::to_vec(v).map_err(|e| KvError::internal(e.to_string()))
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership), SE> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResponse>, SE>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let collect = self.hub.has_watchers();
+        let store = self.store.clone();
+        let membership = self.membership.clone();
+        let a = tokio::task::spawn_blocking(move || {
+            apply_blocking(&store, &entries, membership, collect)
+        })
+        .await
+        .map_err(sm_err)?
+        .map_err(sm_err)?;
+        self.last_applied = a.last;
+        self.membership = a.membership;
+        self.leases.apply(&a.lease_changes);
+        self.hub.publish(a.from, a.to, collect.then_some(a.events));
+        Ok(a.results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            dir: self.snapshot_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SE> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SE> {
+        let image = snapshot.into_inner();
+        let store = self.store.clone();
+        let dir = self.snapshot_dir.clone();
+        let meta2 = meta.clone();
+        let (leases, revision) = tokio::task::spawn_blocking(move || {
+            let extra = [
+                (
+                    META_LAST_APPLIED,
+                    serde_json::to_vec(&meta2.last_log_id).map_err(snap_err)?,
+                ),
+                (
+                    META_MEMBERSHIP,
+                    serde_json::to_vec(&meta2.last_membership).map_err(snap_err)?,
+                ),
+            ];
+            store.restore(&image, &extra).map_err(snap_err)?;
+            save_snapshot(&dir, &meta2, &image)?;
+            let r = store.read().map_err(snap_err)?;
+            Ok::<_, SE>((r.leases().map_err(snap_err)?, r.revision()))
+        })
+        .await
+        .map_err(snap_err)??;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.leases.load(&leases);
+        self.hub.reset(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SE> {
+        let dir = self.snapshot_dir.clone();
+        tokio::task::spawn_blocking(move || load_snapshot(&dir))
+            .await
+            .map_err(snap_err)?
+    }
+}
+
+pub struct SnapshotBuilder {
+    store: Arc<Store>,
+    dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            // Logs up to this snapshot may be purged next: make the state they built durable.
+            store.sync().map_err(snap_err)?;
+            let r = store.read().map_err(snap_err)?;
+            let last: Option<LogId<NodeId>> = match r.meta(META_LAST_APPLIED).map_err(snap_err)? {
+                Some(b) => serde_json::from_slice(&b).map_err(snap_err)?,
+                None => None,
+            };
+            let membership: Membership = match r.meta(META_MEMBERSHIP).map_err(snap_err)? {
+                Some(b) => serde_json::from_slice(&b).map_err(snap_err)?,
+                None => Membership::default(),
+            };
+            let image = r.dump().map_err(snap_err)?;
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let meta = SnapshotMeta {
+                snapshot_id: match &last {
+                    Some(l) => format!("{}-{}-{millis}", l.leader_id.term, l.index),
+                    None => format!("0-0-{millis}"),
+                },
+                last_log_id: last,
+                last_membership: membership,
+            };
+            save_snapshot(&dir, &meta, &image)?;
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(image)),
+            })
+        })
+        .await
+        .map_err(snap_err)?
+    }
+}
+
+const SNAPSHOT_FILE: &str = "snapshot";
+
+/// Write the snapshot durably as one file — `[meta length u64][meta JSON][image]` — through a
+/// temp file, fsync, rename and a directory fsync.
+fn save_snapshot(dir: &Path, meta: &SnapshotMeta<NodeId, Node>, image: &[u8]) -> Result<(), SE> {
+    use std::io::Write;
+    let meta_json = serde_json::to_vec(meta).map_err(snap_err)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(&(meta_json.len() as u64).to_le_bytes())?;
+        f.write_all(&meta_json)?;
+        f.write_all(image)?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(snap_err)
+}
+
+fn load_snapshot(dir: &Path) -> Result<Option<Snapshot<TypeConfig>>, SE> {
+    let mut bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(snap_err(e)),
+    };
+    let bad = || snap_err("snapshot file is truncated");
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let len = u64::from_le_bytes(len) as usize;
+    let meta_json = bytes.get(8..8 + len).ok_or_else(bad)?;
+    let meta: SnapshotMeta<NodeId, Node> = serde_json::from_slice(meta_json).map_err(snap_err)?;
+    let image = bytes.split_off(8 + len);
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(image)),
+    }))
+}
