@@ -1,0 +1,149 @@
+//! `kube-lite up`: start every component in-process, write a kubeconfig, stop cleanly on Ctrl-C.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its state (kvstore data, node directories, kubeconfig).
+    #[arg(long, default_value = ".kube-lite")]
+    data_dir: PathBuf,
+    /// Port of the API server.
+    #[arg(long, default_value_t = 8080)]
+    api_port: u16,
+    /// Number of worker nodes (kubelet-lite instances).
+    #[arg(long, default_value_t = 2)]
+    nodes: u16,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: String,
+}
+
+/// Ports of the kvstore, kept across restarts so its recorded peer address stays valid.
+fn kvstore_listeners(dir: &Path) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let file = dir.join("kvstore.ports");
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && let Some((c, p)) = text.trim().split_once(',')
+        && let (Ok(c), Ok(p)) = (c.parse::<u16>(), p.parse::<u16>())
+        && let (Ok(cl), Ok(pl)) = (TcpListener::bind(("127.0.0.1", c)), TcpListener::bind(("127.0.0.1", p)))
+    {
+        return Ok((cl, pl));
+    }
+    let cl = TcpListener::bind("127.0.0.1:0")?;
+    let pl = TcpListener::bind("127.0.0.1:0")?;
+    std::fs::write(&file, format!("{},{}", cl.local_addr()?.port(), pl.local_addr()?.port()))?;
+    Ok((cl, pl))
+}
+
+fn spawn(name: &'static str, token: CancellationToken, fut: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
+    let handle = tokio::spawn(async move {
+        let r = fut.await;
+        if let Err(e) = &r {
+            tracing::error!(component = name, error = %format!("{e:#}"), "component failed; stopping the cluster");
+            token.cancel();
+        }
+        r
+    });
+    (name, handle)
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let api_listener = TcpListener::bind((args.bind_address.as_str(), args.api_port)).with_context(|| {
+        format!(
+            "cannot listen on {}:{} (is another cluster running? pass --api-port)",
+            args.bind_address, args.api_port
+        )
+    })?;
+    let server = format!("http://127.0.0.1:{}", args.api_port);
+    let (kv_client, kv_peer) = kvstore_listeners(&data_dir)?;
+    let kv_url = format!("http://{}", kv_client.local_addr()?);
+    let peer_url = format!("http://{}", kv_peer.local_addr()?);
+
+    // Components stop in reverse order: nodes first (their pods with them), the store last.
+    let store_token = CancellationToken::new();
+    let control_token = store_token.child_token();
+    let node_token = control_token.child_token();
+    let mut store = Vec::new();
+    let mut control = Vec::new();
+    let mut nodes = Vec::new();
+
+    store.push(spawn(
+        "kvstore",
+        store_token.clone(),
+        kvstore::run(
+            kvstore::Config {
+                name: "kube-lite".into(),
+                data_dir: data_dir.join("kvstore"),
+                client_listener: kv_client,
+                peer_listener: kv_peer,
+                advertise_client_url: kv_url.clone(),
+                advertise_peer_url: peer_url.clone(),
+                initial_cluster: vec![("kube-lite".into(), peer_url)],
+            },
+            store_token.clone(),
+        ),
+    ));
+    control.push(spawn(
+        "apiserver",
+        store_token.clone(),
+        apiserver::run(apiserver::Config { kvstore_servers: vec![kv_url], listener: api_listener }, control_token.clone()),
+    ));
+    control.push(spawn("scheduler", store_token.clone(), scheduler::run(scheduler::Config::new(&server), control_token.clone())));
+    control.push(spawn(
+        "controller-manager",
+        store_token.clone(),
+        controller_manager::run(controller_manager::Config::new(&server), control_token.clone()),
+    ));
+    for i in 1..=args.nodes {
+        let name = format!("worker-{i}");
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let mut config = kubelet_lite::Config::new(&server, &name, listener, data_dir.join("nodes").join(&name));
+        config.pod_cidr = format!("127.{}.0.0/16", 10 + i);
+        nodes.push(spawn("kubelet-lite", store_token.clone(), kubelet_lite::run(config, node_token.clone())));
+    }
+
+    let kubeconfig = data_dir.join("kubeconfig");
+    let kc = client::config::Kubeconfig::single("kube-lite", &server);
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc)?)?;
+    println!("kube-lite is up: API server {server}, {} worker node(s).", args.nodes);
+    println!("  kubeconfig: {}", kubeconfig.display());
+    println!("  try:  cargo run --release -p kubectl-lite -- get nodes");
+    println!("        cargo run --release -p kubectl-lite -- apply -f examples/blog.yaml");
+    println!("  (kubectl-lite talks to http://127.0.0.1:8080 by default; for another port use");
+    println!("   --kubeconfig {} or export KUBECONFIG={})", kubeconfig.display(), kubeconfig.display());
+    println!("Press Ctrl-C to stop; every pod process stops with the cluster, and `kube-lite up` resumes it.");
+
+    let ctrl_c = client::process::shutdown_on_signal();
+    tokio::select! {
+        _ = ctrl_c.cancelled() => {}
+        _ = store_token.cancelled() => {}
+    }
+    let mut failed = false;
+    for (token, group) in [(&node_token, nodes), (&control_token, control), (&store_token, store)] {
+        token.cancel();
+        for (name, h) in group {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => failed = true,
+                Err(e) => {
+                    tracing::error!(component = name, error = %e, "component panicked");
+                    failed = true;
+                }
+            }
+        }
+    }
+    println!("kube-lite stopped.");
+    if failed {
+        bail!("a component failed; see the log above");
+    }
+    Ok(())
+}
