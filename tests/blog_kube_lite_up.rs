@@ -30,7 +30,8 @@ async fn up_runs_the_blog_and_resumes_after_restart() {
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     let mut cluster = up(dir.path(), port);
-    wait_for("kube-lite up to serve", DEFAULT_TIMEOUT, || testkit::http_get(&format!("{server}/readyz"))).await;
+    let readyz = format!("{server}/readyz");
+    wait_for("kube-lite up to serve", DEFAULT_TIMEOUT, || testkit::http_get(&readyz)).await;
     let kubeconfig = dir.path().join("cluster").join("kubeconfig");
     wait_for("the kubeconfig", DEFAULT_TIMEOUT, || async { kubeconfig.exists().then_some(()) }).await;
     let kc = kubeconfig.display().to_string();
@@ -55,7 +56,7 @@ async fn up_runs_the_blog_and_resumes_after_restart() {
 
     // Starting again resumes the same cluster: same objects, pods running again.
     let _cluster = up(dir.path(), port);
-    wait_for("kube-lite up to serve again", DEFAULT_TIMEOUT, || testkit::http_get(&format!("{server}/readyz"))).await;
+    wait_for("kube-lite up to serve again", DEFAULT_TIMEOUT, || testkit::http_get(&readyz)).await;
     let (code, out, err) = run_cli("kubectl-lite", &["--kubeconfig", &kc, "get", "deployment", "blog", "-o", "json"], &[], None);
     assert_eq!(code, 0, "{out}{err}");
     let d: serde_json::Value = serde_json::from_str(&out).unwrap();

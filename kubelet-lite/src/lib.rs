@@ -1,1 +1,285 @@
+//! kubelet-lite: the kube-lite node agent. It registers a Node, keeps its Lease fresh, runs the
+//! pods bound to it as host process groups — each with its own loopback pod IP — reports
+//! their status, restarts crashed containers with Kubernetes' backoff, stops them gracefully
+//! on deletion, and serves their logs to `kubectl logs` through the API server.
+//!
+//! # Layout
+//! - [`run`] / [`Config`]: the entry point; `kube-lite up` calls it in-process, once per node.
+//! - [`node`]: registration, the heartbeat Lease, Node conditions. [`machine`]: what the
+//!   machine has (CPUs, memory, kernel, OS).
+//! - [`pod_manager`]: the pod informer (`spec.nodeName=<node>`) → one worker per pod uid;
+//!   start-up clean-up of what an earlier kubelet left.
+//! - [`pod_worker`]: the per-pod sync loop — the heart of the kubelet.
+//! - [`runtime`]: the container runtime trait; [`runtime::process`] runs containers as process
+//!   groups.
+//! - [`env`](mod@env): `env`/`envFrom` resolution and `$(VAR)` expansion. [`status`]: phase, container
+//!   statuses, conditions, merge patches. [`backoff`]: crash-loop backoff.
+//! - [`ip_alloc`]: pod IPs from the node's pod CIDR.
+//! - [`logs`]: CRI-style log capture and reading. [`server`]: the HTTP server
+//!   (`/containerLogs`, `/healthz`). [`registry`]: what the server knows of the pods.
+//! - [`state`]: what survives a kubelet restart. [`dirs`]: the layout of `--root-dir`.
+//! - [`context`]: what all of the above share, per kubelet (no global state).
+//!
+//! # Decisions where Kubernetes has no answer for a process runtime
+//! - A container is `command` + `args` run on the host; with no `command`, `args` alone is the
+//!   command line (there is no image entrypoint); with neither, the container waits with
+//!   `CreateContainerError`. `image` is only recorded (`imageID: kube-lite://<image>`).
+//! - The working directory is the pod's sandbox `<root>/pods/<uid>/`; a `workingDir`, relative
+//!   or absolute, is resolved inside it (`/app` → `<sandbox>/app`, created if missing).
+//! - The process environment is `PATH` (the kubelet's), `HOME` (the sandbox) and `HOSTNAME`
+//!   (the pod name), then `envFrom`, then `env`. `$(VAR)` references see only the container's
+//!   own variables, as in Kubernetes.
+//! - Pod IPs are 127.X.a.b from the node's `/16` (any /8–/30 inside 127.0.0.0/8 works):
+//!   loopback addresses need no network setup, and each pod can bind its own.
 
+pub mod backoff;
+pub mod context;
+pub mod dirs;
+pub mod env;
+pub mod ip_alloc;
+pub mod logs;
+pub mod machine;
+pub mod node;
+pub mod pod_manager;
+pub mod pod_worker;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use api::Quantity;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Allocatable, Context};
+use crate::ip_alloc::{Cidr, IpAllocator};
+use crate::runtime::Runtime;
+
+/// How one kubelet runs.
+#[derive(Debug)]
+pub struct Config {
+    /// API server URL.
+    pub server: String,
+    pub node_name: String,
+    /// The kubelet's HTTP server (`/healthz`, `/containerLogs`), already bound; its port is
+    /// advertised in the Node's `daemonEndpoints`.
+    pub listener: TcpListener,
+    /// Sandboxes, logs and state of this node's pods.
+    pub root_dir: PathBuf,
+    /// Where pod IPs come from: a range inside 127.0.0.0/8 (`127.11.0.0/16`).
+    pub pod_cidr: String,
+    /// The node's InternalIP (where the API server reaches the kubelet).
+    pub node_ip: String,
+    /// Capacity overrides; `None`: detected (CPU count, `/proc/meminfo` MemTotal).
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+    pub max_pods: u32,
+    /// Extra node labels.
+    pub node_labels: BTreeMap<String, String>,
+    /// How often the node Lease is renewed.
+    pub heartbeat_interval: Duration,
+    /// How often the Node's conditions are re-posted.
+    pub node_status_interval: Duration,
+    /// Crash-loop backoff: first delay, doubling up to the max.
+    pub restart_backoff_base: Duration,
+    pub restart_backoff_max: Duration,
+    /// SIGTERM → SIGKILL delay for pod processes when this kubelet stops.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but the essentials; the pod CIDR is derived from the node name.
+    pub fn new(
+        server: impl Into<String>,
+        node_name: impl Into<String>,
+        listener: TcpListener,
+        root_dir: impl Into<PathBuf>,
+    ) -> Self {
+        let node_name = node_name.into();
+        Config {
+            server: server.into(),
+            pod_cidr: ip_alloc::default_pod_cidr(&node_name),
+            node_name,
+            listener,
+            root_dir: root_dir.into(),
+            node_ip: "127.0.0.1".into(),
+            cpu: None,
+            memory: None,
+            max_pods: 110,
+            node_labels: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(10),
+            node_status_interval: Duration::from_secs(60),
+            restart_backoff_base: Duration::from_secs(10),
+            restart_backoff_max: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The capacity the node reports: overrides, else what the machine has.
+pub fn capacity(
+    config: &Config,
+    machine: &machine::MachineInfo,
+) -> anyhow::Result<BTreeMap<String, Quantity>> {
+    let mut c = BTreeMap::new();
+    let cpu = match &config.cpu {
+        Some(q) => {
+            q.milli_value()
+                .map_err(|e| anyhow::anyhow!("invalid cpu {:?}: {e}", q.0))?;
+            q.clone()
+        }
+        None => Quantity::from_units(machine.cpus),
+    };
+    let memory = match &config.memory {
+        Some(q) => {
+            q.value()
+                .map_err(|e| anyhow::anyhow!("invalid memory {:?}: {e}", q.0))?;
+            q.clone()
+        }
+        None => Quantity::from_bytes(machine.memory_bytes),
+    };
+    c.insert("cpu".to_string(), cpu);
+    c.insert("memory".to_string(), memory);
+    c.insert(
+        "pods".to_string(),
+        Quantity::from_units(config.max_pods as i64),
+    );
+    if let Some(s) = machine.ephemeral_storage_bytes {
+        c.insert("ephemeral-storage".to_string(), Quantity::from_bytes(s));
+    }
+    Ok(c)
+}
+
+/// Run the node until `shutdown`. Before returning, every pod process this kubelet started
+/// is stopped (SIGTERM, `shutdown_grace`, SIGKILL).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let name_errors = api::validation::dns1123_subdomain(&config.node_name);
+    if !name_errors.is_empty() {
+        bail!(
+            "invalid node name {:?}: {}",
+            config.node_name,
+            name_errors.join("; ")
+        );
+    }
+    let cidr = Cidr::parse(&config.pod_cidr).map_err(anyhow::Error::msg)?;
+    if !cidr.is_loopback() {
+        bail!(
+            "pod CIDR {cidr} is not inside 127.0.0.0/8: the process runtime gives pods loopback addresses"
+        );
+    }
+    if config.node_ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid node IP {:?}", config.node_ip);
+    }
+    std::fs::create_dir_all(&config.root_dir)
+        .with_context(|| format!("cannot create root dir {}", config.root_dir.display()))?;
+    let root = std::fs::canonicalize(&config.root_dir)
+        .with_context(|| format!("cannot resolve root dir {}", config.root_dir.display()))?;
+    let dirs = dirs::Dirs::new(&root);
+    std::fs::create_dir_all(dirs.pods())?;
+    let machine = machine::detect(&root);
+    let capacity = capacity(&config, &machine)?;
+    let q = |k: &str, milli: bool| {
+        capacity
+            .get(k)
+            .and_then(|q| {
+                if milli {
+                    q.milli_value().ok()
+                } else {
+                    q.value().ok()
+                }
+            })
+            .unwrap_or(0)
+    };
+    let allocatable = Allocatable {
+        cpu_milli: q("cpu", true),
+        memory: q("memory", false),
+        ephemeral_storage: q("ephemeral-storage", false),
+    };
+    let port = config.listener.local_addr()?.port();
+    let client = client::Client::new(
+        &config.server,
+        &format!("kubelet-lite/{}", config.node_name),
+    )?;
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime::process::ProcessRuntime);
+    let state = state::StateStore::new(&dirs.state())
+        .with_context(|| format!("cannot create state dir {}", dirs.state().display()))?;
+    let ctx = Arc::new(Context {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip.clone(),
+        recorder: client::runtime::events::Recorder::new(
+            client.clone(),
+            "kubelet",
+            &config.node_name,
+        ),
+        client: client.clone(),
+        runtime: runtime.clone(),
+        dirs: dirs.clone(),
+        state,
+        ips: Mutex::new(IpAllocator::new(cidr)),
+        registry: registry::Registry::default(),
+        allocatable,
+        restart_backoff_base: config.restart_backoff_base,
+        restart_backoff_max: config.restart_backoff_max,
+        shutdown_grace: config.shutdown_grace,
+        path_env: std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        }),
+        boot_id: machine.boot_id.clone(),
+    });
+    tracing::info!(node = %config.node_name, server = %config.server, root = %root.display(),
+        pod_cidr = %cidr, port, "kubelet-lite starting");
+
+    // What an earlier kubelet left running is stopped before anything new starts.
+    pod_manager::restore(&ctx).await;
+
+    let aux = CancellationToken::new();
+    let server_task = tokio::spawn(server::serve(
+        config.listener,
+        server::ServerState {
+            node_name: config.node_name.clone(),
+            registry: ctx.registry.clone(),
+            dirs: dirs.clone(),
+            shutdown: aux.clone(),
+        },
+        aux.clone(),
+    ));
+    let agent = node::NodeAgent {
+        info: node::NodeInfo {
+            name: config.node_name.clone(),
+            ip: config.node_ip.clone(),
+            pod_cidr: cidr.to_string(),
+            port,
+            labels: node::node_labels(
+                &config.node_name,
+                &machine.architecture,
+                &config.node_labels,
+            ),
+            capacity,
+            machine,
+            runtime_version: runtime.version().to_string(),
+        },
+        client,
+        heartbeat_interval: config.heartbeat_interval,
+        status_interval: config.node_status_interval,
+    };
+    let agent_task = tokio::spawn(agent.run(aux.clone()));
+
+    pod_manager::run(ctx.clone(), shutdown).await;
+
+    aux.cancel();
+    let _ = agent_task.await;
+    match server_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "kubelet HTTP server failed"),
+        Err(e) => tracing::warn!(error = %e, "kubelet HTTP server panicked"),
+    }
+    tracing::info!(node = %config.node_name, "kubelet-lite stopped");
+    Ok(())
+}

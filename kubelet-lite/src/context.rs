@@ -1,0 +1,49 @@
+//! What every part of one kubelet shares: its node's identity, the API client, the runtime,
+//! directories, IP allocator and log registry. One value per `run` call, never global, so two
+//! kubelets can run in one process (`kube-lite up`).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use client::Client;
+use client::runtime::events::Recorder;
+
+use crate::dirs::Dirs;
+use crate::ip_alloc::IpAllocator;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::state::StateStore;
+
+/// Node allocatable amounts: what `limits.*` in a `resourceFieldRef` means when unset.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Allocatable {
+    pub cpu_milli: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+}
+
+pub struct Context {
+    pub node_name: String,
+    pub node_ip: String,
+    pub client: Client,
+    pub recorder: Recorder,
+    pub runtime: Arc<dyn Runtime>,
+    pub dirs: Dirs,
+    pub state: StateStore,
+    pub ips: Mutex<IpAllocator>,
+    pub registry: Registry,
+    pub allocatable: Allocatable,
+    pub restart_backoff_base: Duration,
+    pub restart_backoff_max: Duration,
+    /// SIGTERM → SIGKILL delay for pod processes when the kubelet itself stops.
+    pub shutdown_grace: Duration,
+    /// `PATH` of every container: the kubelet's own.
+    pub path_env: String,
+    pub boot_id: String,
+}
+
+impl Context {
+    pub fn ips(&self) -> MutexGuard<'_, IpAllocator> {
+        self.ips.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,155 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use api::Quantity;
+use clap::Parser;
+
+/// kubelet-lite: the kube-lite node agent. Registers a node and runs the pods bound to it as
+/// host processes, each on its own loopback pod IP.
+#[derive(Parser)]
+#[command(name = "kubelet-lite", version)]
+struct Args {
+    /// API server URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Name of the node (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Port of the kubelet's HTTP server (logs, health).
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// Address the kubelet's HTTP server binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// The node's InternalIP, where the API server reaches the kubelet.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    /// Sandboxes, logs and state (default: .kubelet-lite/<node-name>).
+    #[arg(long)]
+    root_dir: Option<PathBuf>,
+    /// Pod IP range inside 127.0.0.0/8 (default: 127.X.0.0/16, X from a hash of the node name).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// CPU capacity to report, e.g. 4 or 3500m (default: the machine's CPU count).
+    #[arg(long)]
+    cpu: Option<String>,
+    /// Memory capacity to report, e.g. 8Gi (default: MemTotal).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Maximum number of pods on the node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Extra node labels, k=v,k2=v2.
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// First crash-loop restart delay in seconds (doubling up to 300).
+    #[arg(long, default_value_t = 10.0)]
+    restart_backoff: f64,
+}
+
+fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in items.iter().filter(|s| !s.trim().is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --node-labels entry {item:?}: expected key=value"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("invalid --node-labels entry {item:?}: empty key"));
+        }
+        out.insert(k.to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+fn quantity(flag: &str, v: Option<String>, milli: bool) -> Result<Option<Quantity>, String> {
+    let Some(v) = v else { return Ok(None) };
+    let q = Quantity::new(v.clone());
+    let ok = if milli {
+        q.milli_value().is_ok_and(|m| m > 0)
+    } else {
+        q.value().is_ok_and(|m| m > 0)
+    };
+    if !ok {
+        return Err(format!(
+            "invalid {flag} {v:?}: expected a positive quantity"
+        ));
+    }
+    Ok(Some(q))
+}
+
+fn config(args: Args) -> Result<kubelet_lite::Config, String> {
+    let node_name = args
+        .node_name
+        .unwrap_or_else(kubelet_lite::machine::hostname);
+    if !(args.restart_backoff.is_finite() && args.restart_backoff > 0.0) {
+        return Err(format!(
+            "invalid --restart-backoff {}: must be a positive number of seconds",
+            args.restart_backoff
+        ));
+    }
+    let node_labels = parse_labels(&args.node_labels)?;
+    let cpu = quantity("--cpu", args.cpu, true)?;
+    let memory = quantity("--memory", args.memory, false)?;
+    let listener = std::net::TcpListener::bind((args.address.as_str(), args.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.address, args.port))?;
+    let root_dir = args
+        .root_dir
+        .unwrap_or_else(|| PathBuf::from(".kubelet-lite").join(&node_name));
+    let mut c = kubelet_lite::Config::new(args.server, node_name, listener, root_dir);
+    if let Some(cidr) = args.pod_cidr {
+        c.pod_cidr = cidr;
+    }
+    c.node_ip = args.node_ip;
+    c.cpu = cpu;
+    c.memory = memory;
+    c.max_pods = args.max_pods;
+    c.node_labels = node_labels;
+    c.restart_backoff_base = Duration::from_secs_f64(args.restart_backoff);
+    c.restart_backoff_max = c.restart_backoff_base.max(Duration::from_secs(300));
+    Ok(c)
+}
+
+#[tokio::main]
+async fn main() {
+    client::process::init_tracing();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return;
+            }
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            client::process::fail(line.trim_start_matches("error: "));
+        }
+    };
+    let config = match config(args) {
+        Ok(c) => c,
+        Err(e) => client::process::fail(&e),
+    };
+    let shutdown = client::process::shutdown_on_signal();
+    if let Err(e) = kubelet_lite::run(config, shutdown).await {
+        client::process::fail(&format!("{e:#}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_quantities() {
+        let l = parse_labels(&["a=b".into(), "zone=eu-1".into(), "empty=".into()]).unwrap();
+        assert_eq!(l["a"], "b");
+        assert_eq!(l["empty"], "");
+        assert!(parse_labels(&["novalue".into()]).is_err());
+        assert!(parse_labels(&["=x".into()]).is_err());
+        assert!(quantity("--cpu", Some("2".into()), true).unwrap().is_some());
+        assert!(quantity("--cpu", Some("two".into()), true).is_err());
+        assert!(quantity("--memory", Some("0".into()), false).is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! The node's presence in the cluster: registration (create the Node, or update it when a
+//! restarted kubelet finds it), the heartbeat Lease `kube-node-lease/<node>` renewed every
+//! `heartbeat_interval`, and the Node's conditions refreshed every `node_status_interval`
+//! (a Node deleted meanwhile is registered again).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use api::coordination::{Lease, LeaseSpec};
+use api::core::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo,
+};
+use api::meta::{MicroTime, OwnerReference, Time};
+use api::{ObjectMeta, Quantity, Resource};
+use client::{Api, Client, Patch};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::MachineInfo;
+
+pub const KUBELET_VERSION: &str = "v1.37.0-kube-lite";
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+
+/// Everything the Node object says about this node.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ip: String,
+    pub pod_cidr: String,
+    pub port: u16,
+    /// Every label (built-in and user's).
+    pub labels: BTreeMap<String, String>,
+    pub capacity: BTreeMap<String, Quantity>,
+    pub machine: MachineInfo,
+    pub runtime_version: String,
+}
+
+/// The built-in labels, then the user's (which win).
+pub fn node_labels(
+    name: &str,
+    arch: &str,
+    user: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert("kubernetes.io/hostname".to_string(), name.to_string());
+    l.insert("kubernetes.io/os".to_string(), "linux".to_string());
+    l.insert("kubernetes.io/arch".to_string(), arch.to_string());
+    l.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
+    l
+}
+
+/// The four conditions, all heartbeating at `now`; transition times kept from `old` when the
+/// status did not change.
+pub fn node_conditions(old: Option<&NodeStatus>, now: Time) -> Vec<NodeCondition> {
+    let specs = [
+        (
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        (
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        (
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+        (
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
+    ];
+    specs
+        .iter()
+        .map(|(type_, status, reason, message)| {
+            let prev = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == *type_));
+            let last_transition_time = match prev {
+                Some(p) if p.status == *status => p.last_transition_time.or(Some(now)),
+                _ => Some(now),
+            };
+            NodeCondition {
+                type_: type_.to_string(),
+                status: status.to_string(),
+                last_heartbeat_time: Some(now),
+                last_transition_time,
+                reason: reason.to_string(),
+                message: message.to_string(),
+            }
+        })
+        .collect()
+}
+
+impl NodeInfo {
+    pub fn status(&self, old: Option<&NodeStatus>, now: Time) -> NodeStatus {
+        let m = &self.machine;
+        NodeStatus {
+            capacity: self.capacity.clone(),
+            allocatable: self.capacity.clone(),
+            phase: String::new(),
+            conditions: node_conditions(old, now),
+            addresses: vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: self.ip.clone(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: self.name.clone(),
+                },
+            ],
+            daemon_endpoints: Some(NodeDaemonEndpoints {
+                kubelet_endpoint: DaemonEndpoint {
+                    port: self.port as i32,
+                },
+            }),
+            node_info: Some(NodeSystemInfo {
+                machine_id: m.machine_id.clone(),
+                system_uuid: m.system_uuid.clone(),
+                boot_id: m.boot_id.clone(),
+                kernel_version: m.kernel_version.clone(),
+                os_image: m.os_image.clone(),
+                container_runtime_version: self.runtime_version.clone(),
+                kubelet_version: KUBELET_VERSION.into(),
+                kube_proxy_version: String::new(),
+                operating_system: "linux".into(),
+                architecture: m.architecture.clone(),
+            }),
+            images: vec![],
+        }
+    }
+
+    pub fn desired(&self, now: Time) -> Node {
+        let mut n = Node {
+            metadata: ObjectMeta {
+                name: self.name.clone(),
+                labels: self.labels.clone(),
+                ..Default::default()
+            },
+            spec: NodeSpec {
+                pod_cidr: self.pod_cidr.clone(),
+                pod_cidrs: vec![self.pod_cidr.clone()],
+                ..Default::default()
+            },
+            status: Some(self.status(None, now)),
+            ..Default::default()
+        };
+        n.set_type_meta();
+        n
+    }
+}
+
+/// Registration and heartbeats for one node.
+pub struct NodeAgent {
+    pub info: NodeInfo,
+    pub client: Client,
+    pub heartbeat_interval: Duration,
+    pub status_interval: Duration,
+}
+
+impl NodeAgent {
+    fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    /// Create the Node, or bring an existing one up to date (a restarted kubelet).
+    pub async fn register(&self) -> client::Result<Node> {
+        let api = self.nodes();
+        let desired = self.info.desired(Time::now());
+        match api.create(&desired).await {
+            Ok(n) => {
+                tracing::info!(node = %self.info.name, "node registered");
+                return Ok(n);
+            }
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e),
+        }
+        let mut cur = api.get(&self.info.name).await?;
+        let mut changed = false;
+        for (k, v) in &self.info.labels {
+            if cur.metadata.labels.get(k) != Some(v) {
+                cur.metadata.labels.insert(k.clone(), v.clone());
+                changed = true;
+            }
+        }
+        if cur.spec.pod_cidr != self.info.pod_cidr {
+            tracing::info!(node = %self.info.name, old = %cur.spec.pod_cidr, new = %self.info.pod_cidr, "pod CIDR changed");
+            cur.spec.pod_cidr = self.info.pod_cidr.clone();
+            cur.spec.pod_cidrs = vec![self.info.pod_cidr.clone()];
+            changed = true;
+        }
+        if changed {
+            cur = api.replace(&self.info.name, &cur).await?;
+        }
+        let n = self.patch_status(cur.status.as_ref()).await?;
+        tracing::info!(node = %self.info.name, "node re-registered (it existed)");
+        Ok(n)
+    }
+
+    /// Write the full status (conditions heartbeating now).
+    async fn patch_status(&self, old: Option<&NodeStatus>) -> client::Result<Node> {
+        let status = self.info.status(old, Time::now());
+        let patch = json!({ "status": status });
+        self.nodes()
+            .patch_status(&self.info.name, &Patch::Merge(&patch))
+            .await
+    }
+
+    /// Renew (or create) the node's Lease.
+    async fn renew_lease(&self, cached: &mut Option<Lease>, node: &Node) -> client::Result<()> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let now = MicroTime::now();
+        let current = match cached.take() {
+            Some(l) => Some(l),
+            None => api.get_opt(&self.info.name).await?,
+        };
+        let result = match current {
+            Some(mut l) => {
+                l.spec.holder_identity = Some(self.info.name.clone());
+                l.spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
+                l.spec.renew_time = Some(now);
+                api.replace(&self.info.name, &l).await
+            }
+            None => {
+                let mut l = Lease {
+                    metadata: ObjectMeta {
+                        name: self.info.name.clone(),
+                        namespace: LEASE_NAMESPACE.into(),
+                        owner_references: vec![OwnerReference {
+                            api_version: "v1".into(),
+                            kind: "Node".into(),
+                            name: node.metadata.name.clone(),
+                            uid: node.metadata.uid.clone(),
+                            controller: None,
+                            block_owner_deletion: None,
+                        }],
+                        ..Default::default()
+                    },
+                    spec: LeaseSpec {
+                        holder_identity: Some(self.info.name.clone()),
+                        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                        renew_time: Some(now),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                l.set_type_meta();
+                api.create(&l).await
+            }
+        };
+        *cached = Some(result?);
+        Ok(())
+    }
+
+    /// Register, then heartbeat until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut retry = Duration::from_millis(200);
+        let mut node = loop {
+            match self.register().await {
+                Ok(n) => break n,
+                Err(e) => {
+                    tracing::warn!(node = %self.info.name, error = %e, "cannot register the node; retrying");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(retry) => {}
+            }
+            retry = (retry * 2).min(Duration::from_secs(5));
+        };
+        let mut lease: Option<Lease> = None;
+        let mut last_status = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(self.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.renew_lease(&mut lease, &node).await {
+                tracing::warn!(node = %self.info.name, error = %e, "cannot renew the node lease");
+            }
+            if last_status.elapsed() < self.status_interval {
+                continue;
+            }
+            match self.patch_status(node.status.as_ref()).await {
+                Ok(n) => {
+                    node = n;
+                    last_status = tokio::time::Instant::now();
+                }
+                Err(e) if e.is_not_found() => {
+                    tracing::warn!(node = %self.info.name, "the Node was deleted; registering again");
+                    match self.register().await {
+                        Ok(n) => {
+                            node = n;
+                            lease = None;
+                            last_status = tokio::time::Instant::now();
+                        }
+                        Err(e) => {
+                            tracing::warn!(node = %self.info.name, error = %e, "cannot register the node")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = %self.info.name, error = %e, "cannot update node status")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> NodeInfo {
+        let mut capacity = BTreeMap::new();
+        capacity.insert("cpu".to_string(), Quantity::new("4"));
+        capacity.insert("memory".to_string(), Quantity::new("8Gi"));
+        capacity.insert("pods".to_string(), Quantity::new("110"));
+        NodeInfo {
+            name: "worker-1".into(),
+            ip: "127.0.0.1".into(),
+            pod_cidr: "127.11.0.0/16".into(),
+            port: 10250,
+            labels: node_labels(
+                "worker-1",
+                "amd64",
+                &[("disk".to_string(), "ssd".to_string())].into(),
+            ),
+            capacity,
+            machine: MachineInfo {
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+            runtime_version: "kube-lite-process://0.1".into(),
+        }
+    }
+
+    fn t(s: i64) -> Time {
+        Time(chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap())
+    }
+
+    #[test]
+    fn desired_node_looks_like_a_kubelets() {
+        let n = info().desired(t(0));
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(v["kind"], "Node");
+        assert_eq!(
+            v["metadata"]["labels"]["kubernetes.io/hostname"],
+            "worker-1"
+        );
+        assert_eq!(v["metadata"]["labels"]["kubernetes.io/os"], "linux");
+        assert_eq!(v["metadata"]["labels"]["disk"], "ssd");
+        assert_eq!(v["spec"]["podCIDR"], "127.11.0.0/16");
+        assert_eq!(v["status"]["capacity"]["pods"], "110");
+        assert_eq!(v["status"]["allocatable"]["cpu"], "4");
+        assert_eq!(
+            v["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
+        assert_eq!(v["status"]["nodeInfo"]["kubeletVersion"], KUBELET_VERSION);
+        assert_eq!(
+            v["status"]["nodeInfo"]["containerRuntimeVersion"],
+            "kube-lite-process://0.1"
+        );
+        assert_eq!(v["status"]["addresses"][0]["type"], "InternalIP");
+        assert_eq!(v["status"]["addresses"][0]["address"], "127.0.0.1");
+        assert!(n.is_ready());
+        let ready = n.condition("Ready").unwrap();
+        assert_eq!(ready.reason, "KubeletReady");
+        assert_eq!(ready.message, "kubelet is posting ready status");
+        assert_eq!(n.condition("MemoryPressure").unwrap().status, "False");
+    }
+
+    #[test]
+    fn heartbeats_move_but_transitions_stay() {
+        let i = info();
+        let s0 = i.status(None, t(0));
+        let s1 = i.status(Some(&s0), t(60));
+        for c in &s1.conditions {
+            assert_eq!(c.last_heartbeat_time, Some(t(60)));
+            assert_eq!(c.last_transition_time, Some(t(0)));
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The kubelet's HTTP server, what the API server proxies `pods/{name}/log` to:
+//! `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
+//! `tailLines`, `timestamps`, `previous`, `limitBytes`, `sinceSeconds` and `sinceTime`.
+//! Answers are `text/plain`; errors too (404 unknown pod/container, 400 bad request).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::dirs::{Dirs, log_files};
+use crate::logs::{self, LogHandle, LogOptions, Renderer};
+use crate::registry::Registry;
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub node_name: String,
+    pub registry: Registry,
+    pub dirs: Dirs,
+    /// Ends follow streams when the kubelet stops.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(Arc::new(state))
+}
+
+/// Serve until `shutdown`.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    state: ServerState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Response {
+    let mut r = Response::new(Body::from(format!("{}\n", msg.into())));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn flag(q: &HashMap<String, String>, k: &str) -> Result<bool, String> {
+    match q.get(k).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("") | Some("true") | Some("1") => Ok(true),
+        Some(v) => Err(format!(
+            "invalid value {v:?} for {k}: must be true or false"
+        )),
+    }
+}
+
+/// Parse the query of a logs request.
+pub fn parse_options(
+    q: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<LogOptions, String> {
+    let int = |k: &str| -> Result<Option<i64>, String> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("invalid value {v:?} for {k}: must be an integer"))
+            })
+            .transpose()
+    };
+    let tail_lines = int("tailLines")?.and_then(|n| usize::try_from(n).ok());
+    let limit_bytes = match int("limitBytes")? {
+        Some(n) if n <= 0 => return Err("limitBytes must be greater than zero".into()),
+        Some(n) => usize::try_from(n).ok(),
+        None => None,
+    };
+    let since = match (int("sinceSeconds")?, q.get("sinceTime")) {
+        (Some(_), Some(_)) => {
+            return Err("at most one of sinceTime or sinceSeconds may be specified".into());
+        }
+        (Some(s), None) if s <= 0 => {
+            return Err("sinceSeconds must be greater than zero".into());
+        }
+        (Some(s), None) => Some(now - chrono::Duration::seconds(s)),
+        (None, Some(t)) => Some(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|_| format!("invalid sinceTime {t:?}: must be RFC 3339"))?
+                .with_timezone(&Utc),
+        ),
+        (None, None) => None,
+    };
+    Ok(LogOptions {
+        follow: flag(q, "follow")?,
+        previous: flag(q, "previous")?,
+        timestamps: flag(q, "timestamps")?,
+        tail_lines,
+        limit_bytes,
+        since,
+    })
+}
+
+fn run_of(path: &std::path::Path) -> Option<i32> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+async fn container_logs(
+    State(s): State<Arc<ServerState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let opts = match parse_options(&q, Utc::now()) {
+        Ok(o) => o,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let Some(entry) = s.registry.get(&ns, &pod) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} not found on node {}", s.node_name),
+        );
+    };
+    let Some((_, c)) = entry.containers.iter().find(|(n, _)| *n == container) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} not found in pod {ns}/{pod}"),
+        );
+    };
+    let files = log_files(&s.dirs.container_logs(&entry.uid, &container));
+    let current: Option<(PathBuf, Arc<LogHandle>)> = match &c.log {
+        Some(h) => Some((h.path.clone(), h.clone())),
+        None => files
+            .last()
+            .map(|(_, p)| (p.clone(), LogHandle::closed(p.clone()))),
+    };
+    let (path, handle) = if opts.previous {
+        let cur_run = current
+            .as_ref()
+            .and_then(|(p, _)| run_of(p))
+            .unwrap_or(c.restart_count);
+        match files.iter().rev().find(|(n, _)| *n < cur_run) {
+            Some((_, p)) => (p.clone(), LogHandle::closed(p.clone())),
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("previous terminated container {container:?} in pod {pod:?} not found"),
+                );
+            }
+        }
+    } else {
+        match current {
+            Some(x) => x,
+            None => {
+                let reason = if c.waiting_reason.is_empty() {
+                    "ContainerCreating"
+                } else {
+                    c.waiting_reason.as_str()
+                };
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("container {container:?} in pod {pod:?} is waiting to start: {reason}"),
+                );
+            }
+        }
+    };
+    // Read what is there now, before answering: a follower sees every line written after
+    // its request was answered.
+    let stream = match open_log(path, handle, opts).await {
+        Ok(st) => st,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the log of container {container:?}: {e}"),
+            );
+        }
+    };
+    let stream = stream.take_until(s.shutdown.clone().cancelled_owned());
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Snapshot the log now; the stream renders it and, with `follow`, what is written next.
+async fn open_log(
+    path: PathBuf,
+    handle: Arc<LogHandle>,
+    opts: LogOptions,
+) -> std::io::Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send> {
+    let mut progress = handle.subscribe();
+    // Whether the writer was done before we read: then what we read is everything.
+    let closed = progress.borrow_and_update().closed;
+    let data = match tokio::fs::read(&path).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(log_stream(path, progress, closed, data, opts))
+}
+
+/// The log as the reader asked for it; with `follow`, new lines as they are written, until
+/// the container's output ends (it exited) or the reader goes away.
+fn log_stream(
+    path: PathBuf,
+    mut progress: watch::Receiver<logs::Progress>,
+    mut closed: bool,
+    data: Vec<u8>,
+    opts: LogOptions,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    async_stream::try_stream! {
+        let mut renderer = Renderer::new(&opts);
+        let (out, used) = logs::render(&data, &opts, &mut renderer);
+        if !out.is_empty() {
+            yield Bytes::from(out);
+        }
+        if !opts.follow {
+            return;
+        }
+        let mut offset = used as u64;
+        let mut carry: Vec<u8> = data[used..].to_vec();
+        while renderer.wants_more() && !closed {
+            if progress.changed().await.is_err() {
+                closed = true;
+            } else {
+                closed = progress.borrow_and_update().closed;
+            }
+            let mut file = tokio::fs::File::open(&path).await?;
+            file.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
+            file.read_to_end(&mut carry).await?;
+            let (records, used) = logs::parse_records(&carry);
+            let mut out = Vec::new();
+            for r in &records {
+                renderer.push(r, &mut out);
+            }
+            carry.drain(..used);
+            offset += used as u64;
+            if !out.is_empty() {
+                yield Bytes::from(out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_log_options() {
+        let now = Utc::now();
+        let o = parse_options(
+            &q(&[("follow", "true"), ("tailLines", "5"), ("timestamps", "1")]),
+            now,
+        )
+        .unwrap();
+        assert!(o.follow && o.timestamps && !o.previous);
+        assert_eq!(o.tail_lines, Some(5));
+        let o = parse_options(&q(&[("tailLines", "-1"), ("sinceSeconds", "10")]), now).unwrap();
+        assert_eq!(o.tail_lines, None);
+        assert_eq!(o.since, Some(now - chrono::Duration::seconds(10)));
+        assert!(parse_options(&q(&[("follow", "maybe")]), now).is_err());
+        assert!(parse_options(&q(&[("tailLines", "x")]), now).is_err());
+        assert!(parse_options(&q(&[("limitBytes", "0")]), now).is_err());
+        assert!(parse_options(&q(&[("sinceSeconds", "1"), ("sinceTime", "x")]), now).is_err());
+        let o = parse_options(&q(&[("sinceTime", "2024-01-01T00:00:00Z")]), now).unwrap();
+        assert!(o.since.is_some());
+    }
+
+    #[tokio::test]
+    async fn follow_streams_until_the_writer_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let (mut w, r) = tokio::io::duplex(64);
+        let handle = logs::capture(&path, r, tokio::io::empty()).unwrap();
+        use tokio::io::AsyncWriteExt;
+        w.write_all(b"one\ntwo\n").await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(" F two")
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let opts = LogOptions {
+            follow: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
+        let mut stream = Box::pin(open_log(path.clone(), handle.clone(), opts).await.unwrap());
+        let mut got = String::new();
+        while !got.contains("two\n") {
+            let b = stream.next().await.unwrap().unwrap();
+            got.push_str(&String::from_utf8_lossy(&b));
+        }
+        assert_eq!(got, "two\n", "tailLines=1 shows only the last line");
+        w.write_all(b"three\npartial").await.unwrap();
+        drop(w);
+        while let Some(b) = stream.next().await {
+            got.push_str(&String::from_utf8_lossy(&b.unwrap()));
+        }
+        assert_eq!(got, "two\nthree\npartial");
+    }
+}
