@@ -8,7 +8,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kube-lite", version, about = "A miniature Kubernetes you can read, run on a laptop and break on purpose.")]
+#[command(
+    name = "kube-lite",
+    version,
+    about = "A miniature Kubernetes you can read, run on a laptop and break on purpose."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

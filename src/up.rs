@@ -29,17 +29,27 @@ fn kvstore_listeners(dir: &Path) -> anyhow::Result<(TcpListener, TcpListener)> {
     if let Ok(text) = std::fs::read_to_string(&file)
         && let Some((c, p)) = text.trim().split_once(',')
         && let (Ok(c), Ok(p)) = (c.parse::<u16>(), p.parse::<u16>())
-        && let (Ok(cl), Ok(pl)) = (TcpListener::bind(("127.0.0.1", c)), TcpListener::bind(("127.0.0.1", p)))
+        && let (Ok(cl), Ok(pl)) = (
+            TcpListener::bind(("127.0.0.1", c)),
+            TcpListener::bind(("127.0.0.1", p)),
+        )
     {
         return Ok((cl, pl));
     }
     let cl = TcpListener::bind("127.0.0.1:0")?;
     let pl = TcpListener::bind("127.0.0.1:0")?;
-    std::fs::write(&file, format!("{},{}", cl.local_addr()?.port(), pl.local_addr()?.port()))?;
+    std::fs::write(
+        &file,
+        format!("{},{}", cl.local_addr()?.port(), pl.local_addr()?.port()),
+    )?;
     Ok((cl, pl))
 }
 
-fn spawn(name: &'static str, token: CancellationToken, fut: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
+fn spawn(
+    name: &'static str,
+    token: CancellationToken,
+    fut: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> (&'static str, JoinHandle<anyhow::Result<()>>) {
     let handle = tokio::spawn(async move {
         let r = fut.await;
         if let Err(e) = &r {
@@ -55,14 +65,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let api_listener = TcpListener::bind((args.bind_address.as_str(), args.api_port)).with_context(|| {
-        format!(
-            "cannot listen on {}:{} (is another cluster running? pass --api-port)",
-            args.bind_address, args.api_port
-        )
-    })?;
+    let api_listener = TcpListener::bind((args.bind_address.as_str(), args.api_port))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (is another cluster running? pass --api-port)",
+                args.bind_address, args.api_port
+            )
+        })?;
     let server = format!("http://127.0.0.1:{}", args.api_port);
     let (kv_client, kv_peer) = kvstore_listeners(&data_dir)?;
     let kv_url = format!("http://{}", kv_client.local_addr()?);
@@ -95,32 +107,59 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     control.push(spawn(
         "apiserver",
         store_token.clone(),
-        apiserver::run(apiserver::Config { kvstore_servers: vec![kv_url], listener: api_listener }, control_token.clone()),
+        apiserver::run(
+            apiserver::Config {
+                kvstore_servers: vec![kv_url],
+                listener: api_listener,
+            },
+            control_token.clone(),
+        ),
     ));
-    control.push(spawn("scheduler", store_token.clone(), scheduler::run(scheduler::Config::new(&server), control_token.clone())));
+    control.push(spawn(
+        "scheduler",
+        store_token.clone(),
+        scheduler::run(scheduler::Config::new(&server), control_token.clone()),
+    ));
     control.push(spawn(
         "controller-manager",
         store_token.clone(),
-        controller_manager::run(controller_manager::Config::new(&server), control_token.clone()),
+        controller_manager::run(
+            controller_manager::Config::new(&server),
+            control_token.clone(),
+        ),
     ));
     for i in 1..=args.nodes {
         let name = format!("worker-{i}");
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        let mut config = kubelet_lite::Config::new(&server, &name, listener, data_dir.join("nodes").join(&name));
+        let mut config =
+            kubelet_lite::Config::new(&server, &name, listener, data_dir.join("nodes").join(&name));
         config.pod_cidr = format!("127.{}.0.0/16", 10 + i);
-        nodes.push(spawn("kubelet-lite", store_token.clone(), kubelet_lite::run(config, node_token.clone())));
+        nodes.push(spawn(
+            "kubelet-lite",
+            store_token.clone(),
+            kubelet_lite::run(config, node_token.clone()),
+        ));
     }
 
     let kubeconfig = data_dir.join("kubeconfig");
     let kc = client::config::Kubeconfig::single("kube-lite", &server);
     std::fs::write(&kubeconfig, serde_yaml::to_string(&kc)?)?;
-    println!("kube-lite is up: API server {server}, {} worker node(s).", args.nodes);
+    println!(
+        "kube-lite is up: API server {server}, {} worker node(s).",
+        args.nodes
+    );
     println!("  kubeconfig: {}", kubeconfig.display());
     println!("  try:  cargo run --release -p kubectl-lite -- get nodes");
     println!("        cargo run --release -p kubectl-lite -- apply -f examples/blog.yaml");
     println!("  (kubectl-lite talks to http://127.0.0.1:8080 by default; for another port use");
-    println!("   --kubeconfig {} or export KUBECONFIG={})", kubeconfig.display(), kubeconfig.display());
-    println!("Press Ctrl-C to stop; every pod process stops with the cluster, and `kube-lite up` resumes it.");
+    println!(
+        "   --kubeconfig {} or export KUBECONFIG={})",
+        kubeconfig.display(),
+        kubeconfig.display()
+    );
+    println!(
+        "Press Ctrl-C to stop; every pod process stops with the cluster, and `kube-lite up` resumes it."
+    );
 
     let ctrl_c = client::process::shutdown_on_signal();
     tokio::select! {
@@ -128,7 +167,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = store_token.cancelled() => {}
     }
     let mut failed = false;
-    for (token, group) in [(&node_token, nodes), (&control_token, control), (&store_token, store)] {
+    for (token, group) in [
+        (&node_token, nodes),
+        (&control_token, control),
+        (&store_token, store),
+    ] {
         token.cancel();
         for (name, h) in group {
             match h.await {

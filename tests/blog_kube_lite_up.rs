@@ -31,37 +31,95 @@ async fn up_runs_the_blog_and_resumes_after_restart() {
     let server = format!("http://127.0.0.1:{port}");
     let mut cluster = up(dir.path(), port);
     let readyz = format!("{server}/readyz");
-    wait_for("kube-lite up to serve", DEFAULT_TIMEOUT, || testkit::http_get(&readyz)).await;
+    wait_for("kube-lite up to serve", DEFAULT_TIMEOUT, || {
+        testkit::http_get(&readyz)
+    })
+    .await;
     let kubeconfig = dir.path().join("cluster").join("kubeconfig");
-    wait_for("the kubeconfig", DEFAULT_TIMEOUT, || async { kubeconfig.exists().then_some(()) }).await;
+    wait_for("the kubeconfig", DEFAULT_TIMEOUT, || async {
+        kubeconfig.exists().then_some(())
+    })
+    .await;
     let kc = kubeconfig.display().to_string();
     let client = client::Client::new(&server, "e2e").unwrap();
 
     // kubectl-lite finds the cluster through the kubeconfig kube-lite wrote.
-    let (code, out, err) = run_cli("kubectl-lite", &["apply", "-f", &blog_manifest()], &[("KUBECONFIG", &kc)], None);
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &["apply", "-f", &blog_manifest()],
+        &[("KUBECONFIG", &kc)],
+        None,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let pods = wait_running(&client, 3, "3 blog pods Running").await;
     for p in &pods {
         wait_serving(p).await;
     }
-    let (code, out, _) = run_cli("kubectl-lite", &["--kubeconfig", &kc, "get", "pods"], &[], None);
+    let (code, out, _) = run_cli(
+        "kubectl-lite",
+        &["--kubeconfig", &kc, "get", "pods"],
+        &[],
+        None,
+    );
     assert_eq!(code, 0);
-    assert_eq!(out.lines().filter(|l| l.starts_with("blog-") && l.contains("Running")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("blog-") && l.contains("Running"))
+            .count(),
+        3,
+        "{out}"
+    );
 
     // Ctrl-C stops the cluster and every pod process with it.
     let ips: Vec<String> = pods.iter().map(pod_ip).collect();
     assert!(!serving_pids(&ips).is_empty());
-    assert!(cluster.stop_within(std::time::Duration::from_secs(60)), "kube-lite did not stop:\n{}", cluster.log_tail(30));
-    assert!(serving_pids(&ips).is_empty(), "pod processes survived the cluster");
+    assert!(
+        cluster.stop_within(std::time::Duration::from_secs(60)),
+        "kube-lite did not stop:\n{}",
+        cluster.log_tail(30)
+    );
+    assert!(
+        serving_pids(&ips).is_empty(),
+        "pod processes survived the cluster"
+    );
 
     // Starting again resumes the same cluster: same objects, pods running again.
     let _cluster = up(dir.path(), port);
-    wait_for("kube-lite up to serve again", DEFAULT_TIMEOUT, || testkit::http_get(&readyz)).await;
-    let (code, out, err) = run_cli("kubectl-lite", &["--kubeconfig", &kc, "get", "deployment", "blog", "-o", "json"], &[], None);
+    wait_for("kube-lite up to serve again", DEFAULT_TIMEOUT, || {
+        testkit::http_get(&readyz)
+    })
+    .await;
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "get",
+            "deployment",
+            "blog",
+            "-o",
+            "json",
+        ],
+        &[],
+        None,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let d: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(d["metadata"]["name"], "blog");
-    let (code, out, _) = run_cli("kubectl-lite", &["--kubeconfig", &kc, "get", "configmap", "blog-config", "-o", "name"], &[], None);
+    let (code, out, _) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "get",
+            "configmap",
+            "blog-config",
+            "-o",
+            "name",
+        ],
+        &[],
+        None,
+    );
     assert_eq!((code, out.trim()), (0, "configmap/blog-config"));
     let pods = wait_running(&client, 3, "3 blog pods Running after the restart").await;
     for p in &pods {

@@ -37,28 +37,64 @@ async fn blog_runs_heals_and_goes_away() {
     }
     let client = cp.client();
 
-    let (code, out, err) = run_cli("kubectl-lite", &["--server", &cp.server, "apply", "-f", &blog_manifest()], &[], None);
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &["--server", &cp.server, "apply", "-f", &blog_manifest()],
+        &[],
+        None,
+    );
     assert_eq!(code, 0, "apply failed: {out}{err}");
-    assert!(out.contains("configmap/blog-config created") && out.contains("deployment.apps/blog created"), "{out}");
+    assert!(
+        out.contains("configmap/blog-config created")
+            && out.contains("deployment.apps/blog created"),
+        "{out}"
+    );
 
     // Three pods Running on the workers, each a real process serving the blog.
     let pods = wait_running(&client, 3, "3 blog pods Running").await;
     for p in &pods {
-        assert!(p.spec.node_name.starts_with("worker-"), "{} on {:?}", p.metadata.name, p.spec.node_name);
+        assert!(
+            p.spec.node_name.starts_with("worker-"),
+            "{} on {:?}",
+            p.metadata.name,
+            p.spec.node_name
+        );
         wait_serving(p).await;
     }
-    let (code, out, _) = run_cli("kubectl-lite", &["--server", &cp.server, "get", "pods"], &[], None);
+    let (code, out, _) = run_cli(
+        "kubectl-lite",
+        &["--server", &cp.server, "get", "pods"],
+        &[],
+        None,
+    );
     assert_eq!(code, 0);
-    assert_eq!(out.lines().filter(|l| l.starts_with("blog-") && l.contains("Running")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("blog-") && l.contains("Running"))
+            .count(),
+        3,
+        "{out}"
+    );
 
     // Deleting one pod gets it replaced.
     let victim = pods[0].metadata.name.clone();
-    let (code, out, err) = run_cli("kubectl-lite", &["--server", &cp.server, "delete", "pod", &victim], &[], None);
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &["--server", &cp.server, "delete", "pod", &victim],
+        &[],
+        None,
+    );
     assert_eq!(code, 0, "{out}{err}");
-    let pods = wait_for("a replacement for the deleted pod", DEFAULT_TIMEOUT, || async {
-        let pods = wait_running(&client, 3, "3 blog pods Running").await;
-        pods.iter().all(|p| p.metadata.name != victim).then_some(pods)
-    })
+    let pods = wait_for(
+        "a replacement for the deleted pod",
+        DEFAULT_TIMEOUT,
+        || async {
+            let pods = wait_running(&client, 3, "3 blog pods Running").await;
+            pods.iter()
+                .all(|p| p.metadata.name != victim)
+                .then_some(pods)
+        },
+    )
     .await;
     for p in &pods {
         wait_serving(p).await;
@@ -66,13 +102,20 @@ async fn blog_runs_heals_and_goes_away() {
 
     // Killing one pod's process gets it restarted in place.
     let target = pods[1].clone();
-    let pid = wait_for("the pod's server process", SHORT, || async { server_pid(&pod_ip(&target)) }).await;
+    let pid = wait_for("the pod's server process", SHORT, || async {
+        server_pid(&pod_ip(&target))
+    })
+    .await;
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_for("the killed container to restart", DEFAULT_TIMEOUT, || async {
-        let p = api.get(&target.metadata.name).await.ok()?;
-        (restart_count(&p) >= 1 && p.phase() == "Running").then_some(())
-    })
+    wait_for(
+        "the killed container to restart",
+        DEFAULT_TIMEOUT,
+        || async {
+            let p = api.get(&target.metadata.name).await.ok()?;
+            (restart_count(&p) >= 1 && p.phase() == "Running").then_some(())
+        },
+    )
     .await;
     wait_serving(&target).await;
     let new_pid = server_pid(&pod_ip(&target)).expect("restarted process");
@@ -80,17 +123,32 @@ async fn blog_runs_heals_and_goes_away() {
 
     // Deleting the Deployment stops every process.
     let ips: Vec<String> = pods.iter().map(pod_ip).collect();
-    let (code, out, err) = run_cli("kubectl-lite", &["--server", &cp.server, "delete", "deployment", "blog"], &[], None);
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &["--server", &cp.server, "delete", "deployment", "blog"],
+        &[],
+        None,
+    );
     assert_eq!(code, 0, "{out}{err}");
     wait_for("every blog pod gone", DEFAULT_TIMEOUT, || async {
         let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-        let left = api.list(&client::ListParams::default().labels("app=blog")).await.ok()?;
+        let left = api
+            .list(&client::ListParams::default().labels("app=blog"))
+            .await
+            .ok()?;
         left.items.is_empty().then_some(())
     })
     .await;
-    wait_for("every blog process gone", DEFAULT_TIMEOUT, || async { serving_pids(&ips).is_empty().then_some(()) }).await;
+    wait_for("every blog process gone", DEFAULT_TIMEOUT, || async {
+        serving_pids(&ips).is_empty().then_some(())
+    })
+    .await;
 
     for mut k in kubelets {
-        assert!(k.stop(), "kubelet-lite did not stop on SIGTERM:\n{}", k.log_tail(20));
+        assert!(
+            k.stop(),
+            "kubelet-lite did not stop on SIGTERM:\n{}",
+            k.log_tail(20)
+        );
     }
 }

@@ -16,7 +16,11 @@ pub fn blog_manifest() -> String {
 pub async fn blog_pods(client: &Client) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     match api.list(&ListParams::default().labels("app=blog")).await {
-        Ok(l) => l.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect(),
+        Ok(l) => l
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect(),
         Err(_) => vec![],
     }
 }
@@ -27,7 +31,9 @@ pub async fn wait_running(client: &Client, n: usize, what: &str) -> Vec<Pod> {
         let pods = blog_pods(client).await;
         let running: Vec<Pod> = pods
             .into_iter()
-            .filter(|p| p.phase() == "Running" && p.status.as_ref().is_some_and(|s| !s.pod_ip.is_empty()))
+            .filter(|p| {
+                p.phase() == "Running" && p.status.as_ref().is_some_and(|s| !s.pod_ip.is_empty())
+            })
             .collect();
         (running.len() == n).then_some(running)
     })
@@ -35,7 +41,10 @@ pub async fn wait_running(client: &Client, n: usize, what: &str) -> Vec<Pod> {
 }
 
 pub fn pod_ip(p: &Pod) -> String {
-    p.status.as_ref().map(|s| s.pod_ip.clone()).unwrap_or_default()
+    p.status
+        .as_ref()
+        .map(|s| s.pod_ip.clone())
+        .unwrap_or_default()
 }
 
 /// Wait until the pod's web server answers with the blog page.
@@ -43,7 +52,9 @@ pub async fn wait_serving(p: &Pod) {
     let url = format!("http://{}:8000/", pod_ip(p));
     let what = format!("{} serving the blog at {url}", p.metadata.name);
     wait_for(&what, DEFAULT_TIMEOUT, || async {
-        testkit::http_get(&url).await.filter(|body| body.contains("Notes from a tiny cluster") && body.contains(&p.metadata.name))
+        testkit::http_get(&url).await.filter(|body| {
+            body.contains("Notes from a tiny cluster") && body.contains(&p.metadata.name)
+        })
     })
     .await;
 }
@@ -52,8 +63,12 @@ pub async fn wait_serving(p: &Pod) {
 pub fn server_pid(ip: &str) -> Option<i32> {
     let bind = format!("--bind\0{ip}\0");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmdline);
         if cmd.contains("http.server") && cmd.contains(&bind) && testkit::pid_alive(pid) {
             return Some(pid);
