@@ -3,13 +3,16 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Log to stderr; `RUST_LOG` filters (default `info`). Each line names its component's module.
+/// Log to stderr; `RUST_LOG` filters (default `info`, openraft's chatter at `warn`). Each line
+/// names its component's module; colours only on a terminal.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
