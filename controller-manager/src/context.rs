@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use api::apps::{Deployment, ReplicaSet};
-use api::core::{Namespace, Pod};
+use api::coordination::Lease;
+use api::core::{Namespace, Node, Pod};
 use client::Client;
 use client::runtime::events::Recorder;
 use client::runtime::reflector::Store;
@@ -14,6 +15,9 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     pub deployments: Store<Deployment>,
     pub namespaces: Store<Namespace>,
+    pub nodes: Store<Node>,
+    /// Node heartbeats: the Leases in `kube-node-lease`.
+    pub leases: Store<Lease>,
     pub recorder: Recorder,
 }
 

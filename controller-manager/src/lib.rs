@@ -6,18 +6,21 @@
 //! - [`deployment`]: roll ReplicaSets (RollingUpdate, Recreate), scale, revisions, status.
 //! - [`garbage_collector`]: delete dependents of deleted owners; orphan and foreground deletion.
 //! - [`namespace`]: empty a deleted namespace, then let it go.
+//! - [`node_lifecycle`]: mark silent nodes unknown, taint them, evict their pods, untaint on return.
 //! - [`context`]: what the controllers share (client, informer caches, event recorder).
 
 pub mod context;
 pub mod deployment;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::sync::Arc;
 
 use api::apps::{Deployment, ReplicaSet};
-use api::core::{Namespace, Pod};
+use api::coordination::Lease;
+use api::core::{Namespace, Node, Pod};
 use client::runtime::controller::run_workers;
 use client::runtime::events::Recorder;
 use client::runtime::informer::Informer;
@@ -25,6 +28,7 @@ use client::runtime::leader_election::{self, LeaderElectionConfig, default_ident
 use client::{Api, Client, ListParams};
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone)]
 pub struct Config {
     /// API server URL.
     pub server: String,
@@ -32,10 +36,12 @@ pub struct Config {
     pub workers: usize,
     /// Lease-based leader election (None: act at once, alone).
     pub leader_election: Option<LeaderElectionConfig>,
+    pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
 impl Config {
-    /// Defaults: 4 workers, leader election through Lease `kube-system/kube-controller-manager`.
+    /// Defaults: 4 workers, leader election through Lease `kube-system/kube-controller-manager`,
+    /// Kubernetes' node-lifecycle timings.
     pub fn new(server: impl Into<String>) -> Self {
         Config {
             server: server.into(),
@@ -44,6 +50,7 @@ impl Config {
                 "kube-controller-manager",
                 &default_identity(),
             )),
+            node_lifecycle: Default::default(),
         }
     }
 }
@@ -57,14 +64,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(le) => {
             let (tx, _rx) = tokio::sync::watch::channel(false);
             let c = client.clone();
-            let (server, workers) = (config.server.clone(), config.workers);
+            let mut inner = config.clone();
+            inner.leader_election = None;
             leader_election::run(client, le, shutdown, tx, move |lead| {
-                let c = c.clone();
-                let config = Config {
-                    server: server.clone(),
-                    workers,
-                    leader_election: None,
-                };
+                let (c, config) = (c.clone(), inner.clone());
                 async move {
                     if let Err(e) = run_controllers(c, config, lead).await {
                         tracing::error!(error = %e, "controllers failed");
@@ -77,7 +80,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 }
 
-/// The controllers themselves: informers, handlers, workers.
+/// The controllers themselves: shared informers, handlers that enqueue keys, workers.
 async fn run_controllers(
     client: Client,
     config: Config,
@@ -93,18 +96,27 @@ async fn run_controllers(
         ListParams::default(),
     );
     let ns_inf = Informer::new(Api::<Namespace>::all(client.clone()), ListParams::default());
+    let node_inf = Informer::new(Api::<Node>::all(client.clone()), ListParams::default());
+    let lease_inf = Informer::new(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        ListParams::default(),
+    );
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         pods: pod_inf.store(),
         replica_sets: rs_inf.store(),
         deployments: d_inf.store(),
         namespaces: ns_inf.store(),
+        nodes: node_inf.store(),
+        leases: lease_inf.store(),
         recorder: Recorder::new(client.clone(), "controller-manager", ""),
     });
     let rsc = replicaset::ReplicaSetController::new(ctx.clone());
     let dc = deployment::DeploymentController::new(ctx.clone());
     let gc = garbage_collector::GarbageCollector::new(ctx.clone());
     let nsc = namespace::NamespaceController::new(ctx.clone());
+    let nlc =
+        node_lifecycle::NodeLifecycleController::new(ctx.clone(), config.node_lifecycle.clone());
     {
         let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
         pod_inf.on_change(move |c| {
@@ -126,15 +138,17 @@ async fn run_controllers(
         let n = nsc.clone();
         ns_inf.on_change(move |c| n.on_namespace(c));
     }
-    let stores = (
-        pod_inf.spawn(shutdown.clone()),
-        rs_inf.spawn(shutdown.clone()),
-        d_inf.spawn(shutdown.clone()),
-        ns_inf.spawn(shutdown.clone()),
-    );
+    let stores = [
+        pod_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        rs_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        d_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        ns_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        node_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        lease_inf.spawn(shutdown.clone()).wait_ready_owned(),
+    ];
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        _ = async { stores.0.wait_ready().await; stores.1.wait_ready().await; stores.2.wait_ready().await; stores.3.wait_ready().await } => {}
+        _ = futures::future::join_all(stores) => {}
     }
     tracing::info!(server = %config.server, "controller-manager caches synced; controllers starting");
     let w = config.workers;
@@ -168,6 +182,7 @@ async fn run_controllers(
             shutdown.clone(),
             move |k| n.clone().sync(k)
         ),
+        nlc.run(shutdown.clone()),
     );
     Ok(())
 }

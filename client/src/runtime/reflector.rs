@@ -64,6 +64,11 @@ impl<K: Resource> Store<K> {
         let _ = r.wait_for(|v| *v).await;
     }
 
+    /// [`Store::wait_ready`] as an owned future (to wait on many stores at once).
+    pub fn wait_ready_owned(self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { self.wait_ready().await })
+    }
+
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
     }
