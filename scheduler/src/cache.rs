@@ -124,6 +124,8 @@ impl NodeInfo {
 #[derive(Default)]
 pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
+    /// Node names in a stable order, so each decision can start where the last one stopped.
+    order: Vec<String>,
     /// Where each counted pod is.
     pods: HashMap<String, PodSlot>,
     /// Pods this scheduler bound that the watch has not confirmed yet.
@@ -139,7 +141,19 @@ pub fn counts(pod: &Pod) -> bool {
 
 impl Cache {
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values()
+        self.order.iter().filter_map(|n| self.nodes.get(n))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    /// The `i`-th node of the stable order (wrapping around).
+    pub fn node_at(&self, i: usize) -> Option<&NodeInfo> {
+        if self.order.is_empty() {
+            return None;
+        }
+        self.nodes.get(&self.order[i % self.order.len()])
     }
 
     pub fn node_count(&self) -> usize {
@@ -174,6 +188,9 @@ impl Cache {
                         self.pods.insert(k, slot);
                     }
                 }
+                if let Err(i) = self.order.binary_search(&name) {
+                    self.order.insert(i, name.clone());
+                }
                 self.nodes.insert(name, info);
             }
         }
@@ -181,6 +198,7 @@ impl Cache {
 
     pub fn remove_node(&mut self, name: &str) {
         self.nodes.remove(name);
+        self.order.retain(|n| n != name);
         let gone: Vec<String> = self
             .pods
             .iter()

@@ -1,5 +1,6 @@
-//! One scheduling decision, pure: run the filters on every node, score the nodes that fit, pick
-//! the best (ties broken at random). No I/O, so every rule is unit-tested without a cluster.
+//! One scheduling decision, pure: run the filters on the nodes (stopping once enough feasible
+//! nodes were found, as kube-scheduler's `percentageOfNodesToScore` does), score the feasible
+//! ones, pick the best with ties broken at random. No I/O, so every rule is unit-tested.
 
 use std::collections::BTreeMap;
 
@@ -7,20 +8,35 @@ use api::core::Pod;
 use rand::Rng;
 
 use crate::cache::{Cache, NodeInfo};
-use crate::plugins::{Filter, Score, ScoreContext};
+use crate::plugins::{Filter, PodInfo, Score};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Bind here. `scores` lists every feasible node's total, for the decision log.
+    /// Bind here. `scores` lists every scored node's total, for the decision log.
     Bind {
         node: String,
         scores: Vec<(String, i64)>,
+        rejected: BTreeMap<String, Vec<String>>,
     },
     /// Nowhere fits. `message` is Kubernetes' FitError text; `reasons` is per node.
     Unschedulable {
         message: String,
         reasons: BTreeMap<String, Vec<String>>,
     },
+}
+
+/// Kubernetes' defaults for how many feasible nodes are enough to choose from.
+const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+
+/// kube-scheduler's adaptive `numFeasibleNodesToFind`: all nodes in small clusters, about
+/// 50% − nodes/125% of them (at least 100) in large ones.
+pub fn feasible_nodes_to_find(all: usize) -> usize {
+    if all < MIN_FEASIBLE_NODES_TO_FIND {
+        return all;
+    }
+    let pct = (50usize.saturating_sub(all / 125)).max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    (all * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 /// "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) were unschedulable."
@@ -40,58 +56,64 @@ pub fn fit_error_message(total: usize, reasons: &BTreeMap<String, Vec<String>>) 
     format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
+/// Decide where `pod` goes. `start` rotates the first node looked at between decisions.
 pub fn schedule(
     pod: &Pod,
     cache: &Cache,
     filters: &[Box<dyn Filter>],
     scores: &[Box<dyn Score>],
+    start: usize,
 ) -> Decision {
-    let mut feasible: Vec<&NodeInfo> = Vec::new();
+    let info = PodInfo::new(pod);
+    let total = cache.node_count();
+    let enough = feasible_nodes_to_find(total);
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(enough.min(total));
     let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in cache.nodes() {
-        let mut node_reasons = Vec::new();
-        for f in filters {
-            if let Err(rs) = f.filter(pod, node) {
-                node_reasons.extend(rs);
-                // Kubernetes stops at the first failing plugin for a node.
-                break;
-            }
+    for i in 0..total {
+        if feasible.len() >= enough {
+            break;
         }
-        if node_reasons.is_empty() {
-            feasible.push(node);
-        } else {
-            reasons.insert(node.name().to_string(), node_reasons);
+        let Some(node) = cache.node_at(start + i) else {
+            break;
+        };
+        match filters.iter().try_for_each(|f| f.filter(&info, node)) {
+            Ok(()) => feasible.push(node),
+            // Kubernetes stops at the first failing plugin for a node.
+            Err(rs) => {
+                reasons.insert(node.name().to_string(), rs);
+            }
         }
     }
     if feasible.is_empty() {
         return Decision::Unschedulable {
-            message: fit_error_message(cache.node_count(), &reasons),
+            message: fit_error_message(total, &reasons),
             reasons,
         };
     }
-    let ctx = ScoreContext {
-        feasible: &feasible,
-    };
-    let totals: Vec<(String, i64)> = feasible
+    let mut totals = vec![0i64; feasible.len()];
+    let mut raw = vec![0i64; feasible.len()];
+    for plugin in scores {
+        for (r, n) in raw.iter_mut().zip(&feasible) {
+            *r = plugin.score(&info, n);
+        }
+        plugin.normalize(&mut raw);
+        for (t, r) in totals.iter_mut().zip(&raw) {
+            *t += r * plugin.weight();
+        }
+    }
+    let best = totals.iter().copied().max().unwrap_or(0);
+    let top: Vec<usize> = (0..totals.len()).filter(|i| totals[*i] == best).collect();
+    let chosen = top[rand::rng().random_range(0..top.len())];
+    let node = feasible[chosen].name().to_string();
+    let scores = feasible
         .iter()
-        .map(|n| {
-            let total = scores
-                .iter()
-                .map(|s| s.score(pod, n, &ctx) * s.weight())
-                .sum();
-            (n.name().to_string(), total)
-        })
+        .zip(&totals)
+        .map(|(n, t)| (n.name().to_string(), *t))
         .collect();
-    let best = totals.iter().map(|(_, s)| *s).max().unwrap_or(0);
-    let top: Vec<&String> = totals
-        .iter()
-        .filter(|(_, s)| *s == best)
-        .map(|(n, _)| n)
-        .collect();
-    let node = top[rand::rng().random_range(0..top.len())].clone();
     Decision::Bind {
         node,
-        scores: totals,
+        scores,
+        rejected: reasons,
     }
 }
 
@@ -133,7 +155,7 @@ mod tests {
         cache.upsert_node(node("n1", "1", false));
         cache.upsert_node(node("n2", "1", false));
         cache.upsert_node(node("n3", "8", true));
-        match schedule(&pod("2"), &cache, &default_filters(), &default_scores()) {
+        match schedule(&pod("2"), &cache, &default_filters(), &default_scores(), 0) {
             Decision::Unschedulable { message, .. } => {
                 assert_eq!(
                     message,
@@ -144,7 +166,7 @@ mod tests {
         }
         let empty = Cache::default();
         assert!(
-            matches!(schedule(&pod("1"), &empty, &default_filters(), &default_scores()),
+            matches!(schedule(&pod("1"), &empty, &default_filters(), &default_scores(), 0),
             Decision::Unschedulable { message, .. } if message == "no nodes available to schedule pods")
         );
     }
@@ -154,15 +176,48 @@ mod tests {
         let mut cache = Cache::default();
         cache.upsert_node(node("small", "1", false));
         cache.upsert_node(node("big", "16", false));
-        match schedule(&pod("500m"), &cache, &default_filters(), &default_scores()) {
-            Decision::Bind { node, scores } => {
+        for start in 0..2 {
+            match schedule(
+                &pod("500m"),
+                &cache,
+                &default_filters(),
+                &default_scores(),
+                start,
+            ) {
+                Decision::Bind { node, scores, .. } => {
+                    assert_eq!(node, "big");
+                    assert_eq!(scores.len(), 2);
+                }
+                d => panic!("{d:?}"),
+            }
+        }
+        match schedule(&pod("4"), &cache, &default_filters(), &default_scores(), 0) {
+            Decision::Bind { node, rejected, .. } => {
                 assert_eq!(node, "big");
-                assert_eq!(scores.len(), 2);
+                assert_eq!(rejected["small"], vec!["Insufficient cpu".to_string()]);
             }
             d => panic!("{d:?}"),
         }
-        match schedule(&pod("4"), &cache, &default_filters(), &default_scores()) {
-            Decision::Bind { node, .. } => assert_eq!(node, "big"),
+    }
+
+    #[test]
+    fn large_clusters_score_a_sample() {
+        assert_eq!(feasible_nodes_to_find(50), 50);
+        assert_eq!(feasible_nodes_to_find(100), 100);
+        assert_eq!(feasible_nodes_to_find(1000), 420);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        let mut cache = Cache::default();
+        for i in 0..1000 {
+            cache.upsert_node(node(&format!("n{i:04}"), "4", false));
+        }
+        match schedule(
+            &pod("100m"),
+            &cache,
+            &default_filters(),
+            &default_scores(),
+            7,
+        ) {
+            Decision::Bind { scores, .. } => assert_eq!(scores.len(), 420),
             d => panic!("{d:?}"),
         }
     }

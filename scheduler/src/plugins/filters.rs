@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use api::core::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
+use api::core::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
 
-use super::Filter;
-use crate::cache::{NodeInfo, host_ports};
+use super::{Filter, PodInfo};
+use crate::cache::NodeInfo;
 
 pub struct NodeUnschedulable;
 impl Filter for NodeUnschedulable {
     fn name(&self) -> &'static str {
         "NodeUnschedulable"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        let pod = p.pod;
         if !node.node.spec.unschedulable {
             return Ok(());
         }
@@ -40,7 +41,8 @@ impl Filter for NodeName {
     fn name(&self) -> &'static str {
         "NodeName"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        let pod = p.pod;
         if pod.spec.node_name.is_empty() || pod.spec.node_name == node.name() {
             Ok(())
         } else {
@@ -69,7 +71,8 @@ impl Filter for TaintToleration {
     fn name(&self) -> &'static str {
         "TaintToleration"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        let pod = p.pod;
         let untolerated = node.node.spec.taints.iter().find(|taint| {
             (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
                 && !pod.spec.tolerations.iter().any(|t| tolerates(t, taint))
@@ -134,7 +137,8 @@ impl Filter for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        let pod = p.pod;
         let labels = &node.node.metadata.labels;
         let selector_ok = pod
             .spec
@@ -170,10 +174,10 @@ impl Filter for NodePorts {
     fn name(&self) -> &'static str {
         "NodePorts"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
-        if host_ports(pod)
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        if p.host_ports
             .iter()
-            .any(|p| node.host_ports.contains_key(p))
+            .any(|hp| node.host_ports.contains_key(hp))
         {
             Err(vec![
                 "node(s) didn't have free ports for the requested pod ports".into(),
@@ -189,8 +193,8 @@ impl Filter for NodeResourcesFit {
     fn name(&self) -> &'static str {
         "NodeResourcesFit"
     }
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), Vec<String>> {
-        let r = pod.spec.requests();
+    fn filter(&self, p: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
+        let r = p.requests;
         let mut reasons = Vec::new();
         if node.pod_count + 1 > node.allocatable_pods {
             reasons.push("Too many pods".to_string());
@@ -213,6 +217,7 @@ impl Filter for NodeResourcesFit {
 mod tests {
     use super::*;
     use crate::cache::Cache;
+    use api::core::Pod;
     use api::core::{
         Affinity, Container, ContainerPort, Node, NodeAffinity as NA, NodeSelector, NodeStatus,
     };
@@ -247,15 +252,19 @@ mod tests {
     #[test]
     fn resources_fit() {
         let n = info("n", "1", |_| {});
-        assert!(NodeResourcesFit.filter(&pod("500m"), &n).is_ok());
+        assert!(
+            NodeResourcesFit
+                .filter(&PodInfo::new(&pod("500m")), &n)
+                .is_ok()
+        );
         assert_eq!(
-            NodeResourcesFit.filter(&pod("2"), &n),
+            NodeResourcesFit.filter(&PodInfo::new(&pod("2")), &n),
             Err(vec!["Insufficient cpu".to_string()])
         );
         let mut full = n.clone();
         full.pod_count = 2;
         assert_eq!(
-            NodeResourcesFit.filter(&pod("0"), &full),
+            NodeResourcesFit.filter(&PodInfo::new(&pod("0")), &full),
             Err(vec!["Too many pods".to_string()])
         );
     }
@@ -263,7 +272,11 @@ mod tests {
     #[test]
     fn cordon_and_taints() {
         let cordoned = info("n", "1", |n| n.spec.unschedulable = true);
-        assert!(NodeUnschedulable.filter(&pod("0"), &cordoned).is_err());
+        assert!(
+            NodeUnschedulable
+                .filter(&PodInfo::new(&pod("0")), &cordoned)
+                .is_err()
+        );
         let tainted = info("n", "1", |n| {
             n.spec.taints.push(Taint {
                 key: "dedicated".into(),
@@ -272,7 +285,9 @@ mod tests {
                 ..Default::default()
             })
         });
-        let err = TaintToleration.filter(&pod("0"), &tainted).unwrap_err();
+        let err = TaintToleration
+            .filter(&PodInfo::new(&pod("0")), &tainted)
+            .unwrap_err();
         assert_eq!(
             err,
             vec!["node(s) had untolerated taint {dedicated: gpu}".to_string()]
@@ -285,13 +300,21 @@ mod tests {
             effect: "NoSchedule".into(),
             ..Default::default()
         });
-        assert!(TaintToleration.filter(&tol, &tainted).is_ok());
+        assert!(
+            TaintToleration
+                .filter(&PodInfo::new(&tol), &tainted)
+                .is_ok()
+        );
         let mut any = pod("0");
         any.spec.tolerations.push(Toleration {
             operator: "Exists".into(),
             ..Default::default()
         });
-        assert!(TaintToleration.filter(&any, &tainted).is_ok());
+        assert!(
+            TaintToleration
+                .filter(&PodInfo::new(&any), &tainted)
+                .is_ok()
+        );
         let prefer = info("n", "1", |n| {
             n.spec.taints.push(Taint {
                 key: "x".into(),
@@ -299,7 +322,11 @@ mod tests {
                 ..Default::default()
             })
         });
-        assert!(TaintToleration.filter(&pod("0"), &prefer).is_ok());
+        assert!(
+            TaintToleration
+                .filter(&PodInfo::new(&pod("0")), &prefer)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -309,9 +336,9 @@ mod tests {
         });
         let mut p = pod("0");
         p.spec.node_selector.insert("disk".into(), "ssd".into());
-        assert!(NodeAffinity.filter(&p, &ssd).is_ok());
+        assert!(NodeAffinity.filter(&PodInfo::new(&p), &ssd).is_ok());
         p.spec.node_selector.insert("disk".into(), "hdd".into());
-        assert!(NodeAffinity.filter(&p, &ssd).is_err());
+        assert!(NodeAffinity.filter(&PodInfo::new(&p), &ssd).is_err());
         let mut a = pod("0");
         a.spec.affinity = Some(Affinity {
             node_affinity: Some(NA {
@@ -329,8 +356,12 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert!(NodeAffinity.filter(&a, &ssd).is_ok());
-        assert!(NodeAffinity.filter(&a, &info("m", "1", |_| {})).is_err());
+        assert!(NodeAffinity.filter(&PodInfo::new(&a), &ssd).is_ok());
+        assert!(
+            NodeAffinity
+                .filter(&PodInfo::new(&a), &info("m", "1", |_| {}))
+                .is_err()
+        );
     }
 
     #[test]
@@ -343,8 +374,8 @@ mod tests {
             host_port: 8080,
             ..Default::default()
         });
-        assert!(NodePorts.filter(&p, &n).is_err());
+        assert!(NodePorts.filter(&PodInfo::new(&p), &n).is_err());
         p.spec.containers[0].ports[0].host_port = 8081;
-        assert!(NodePorts.filter(&p, &n).is_ok());
+        assert!(NodePorts.filter(&PodInfo::new(&p), &n).is_ok());
     }
 }

@@ -1,18 +1,18 @@
 //! Score plugins: LeastAllocated and BalancedAllocation (NodeResourcesFit's scores), spreading
-//! pods of one owner, PreferNoSchedule taints and preferred node affinity.
-
-use api::core::Pod;
+//! pods of one owner, PreferNoSchedule taints and preferred node affinity. Raw scores are
+//! per node; those that depend on the other nodes (spreading, taints, affinity) are turned
+//! into 0..=100 in `normalize`, once per decision, as Kubernetes' NormalizeScore does.
 
 use super::filters::{term_matches, tolerates};
-use super::{Score, ScoreContext};
+use super::{MAX_NODE_SCORE, PodInfo, Score};
 use crate::cache::NodeInfo;
 
 /// Kubernetes counts pods without requests as asking for 100m CPU and 200Mi for scoring.
 const DEFAULT_CPU_MILLI: i64 = 100;
 const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 
-fn requests_for_scoring(pod: &Pod) -> (i64, i64) {
-    let r = pod.spec.requests();
+fn requests_for_scoring(pod: &PodInfo) -> (i64, i64) {
+    let r = pod.requests;
     (
         if r.cpu_milli == 0 {
             DEFAULT_CPU_MILLI
@@ -35,6 +35,19 @@ fn fraction(requested: i64, allocatable: i64) -> f64 {
     }
 }
 
+/// Scale raw scores so the largest becomes 100 (`reverse`: so the smallest does).
+fn normalize_by_max(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    for s in scores.iter_mut() {
+        *s = match (max, reverse) {
+            (0, true) => MAX_NODE_SCORE,
+            (0, false) => 0,
+            (m, false) => *s * MAX_NODE_SCORE / m,
+            (m, true) => MAX_NODE_SCORE - *s * MAX_NODE_SCORE / m,
+        };
+    }
+}
+
 /// Prefer the emptiest node.
 pub struct LeastAllocated;
 impl Score for LeastAllocated {
@@ -44,11 +57,11 @@ impl Score for LeastAllocated {
     fn weight(&self) -> i64 {
         1
     }
-    fn score(&self, pod: &Pod, n: &NodeInfo, _: &ScoreContext) -> i64 {
+    fn score(&self, pod: &PodInfo, n: &NodeInfo) -> i64 {
         let (c, m) = requests_for_scoring(pod);
         let cpu = 1.0 - fraction(n.requested.cpu_milli + c, n.allocatable_cpu);
         let mem = 1.0 - fraction(n.requested.memory + m, n.allocatable_memory);
-        ((cpu + mem) / 2.0 * 100.0).round() as i64
+        ((cpu + mem) / 2.0 * MAX_NODE_SCORE as f64).round() as i64
     }
 }
 
@@ -61,16 +74,16 @@ impl Score for BalancedAllocation {
     fn weight(&self) -> i64 {
         1
     }
-    fn score(&self, pod: &Pod, n: &NodeInfo, _: &ScoreContext) -> i64 {
+    fn score(&self, pod: &PodInfo, n: &NodeInfo) -> i64 {
         let (c, m) = requests_for_scoring(pod);
         let cpu = fraction(n.requested.cpu_milli + c, n.allocatable_cpu);
         let mem = fraction(n.requested.memory + m, n.allocatable_memory);
-        // Standard deviation of two fractions is |a-b|/2.
-        ((1.0 - (cpu - mem).abs() / 2.0) * 100.0).round() as i64
+        // The standard deviation of two fractions is |a-b|/2.
+        ((1.0 - (cpu - mem).abs() / 2.0) * MAX_NODE_SCORE as f64).round() as i64
     }
 }
 
-/// Spread pods of the same owner (ReplicaSet) across nodes.
+/// Spread pods of the same owner (ReplicaSet) across nodes: fewer siblings is better.
 pub struct OwnerSpread;
 impl Score for OwnerSpread {
     fn name(&self) -> &'static str {
@@ -79,16 +92,14 @@ impl Score for OwnerSpread {
     fn weight(&self) -> i64 {
         2
     }
-    fn score(&self, pod: &Pod, n: &NodeInfo, ctx: &ScoreContext) -> i64 {
-        let Some(owner) = pod.metadata.controller_ref().map(|r| r.uid.as_str()) else {
-            return 100;
-        };
-        let count = |n: &NodeInfo| n.owners.get(owner).copied().unwrap_or(0);
-        let max = ctx.feasible.iter().map(|n| count(n)).max().unwrap_or(0);
-        if max == 0 {
-            return 100;
-        }
-        100 - count(n) * 100 / (max + 1)
+    fn score(&self, pod: &PodInfo, n: &NodeInfo) -> i64 {
+        pod.owner
+            .and_then(|o| n.owners.get(o))
+            .copied()
+            .unwrap_or(0)
+    }
+    fn normalize(&self, scores: &mut [i64]) {
+        normalize_by_max(scores, true);
     }
 }
 
@@ -101,28 +112,23 @@ impl Score for TaintToleration {
     fn weight(&self) -> i64 {
         3
     }
-    fn score(&self, pod: &Pod, n: &NodeInfo, ctx: &ScoreContext) -> i64 {
-        let count = |n: &NodeInfo| {
-            n.node
-                .spec
-                .taints
-                .iter()
-                .filter(|t| {
-                    t.effect == "PreferNoSchedule"
-                        && !pod.spec.tolerations.iter().any(|tol| tolerates(tol, t))
-                })
-                .count() as i64
-        };
-        let max = ctx.feasible.iter().map(|n| count(n)).max().unwrap_or(0);
-        if max == 0 {
-            100
-        } else {
-            100 - count(n) * 100 / max
-        }
+    fn score(&self, pod: &PodInfo, n: &NodeInfo) -> i64 {
+        n.node
+            .spec
+            .taints
+            .iter()
+            .filter(|t| {
+                t.effect == "PreferNoSchedule"
+                    && !pod.pod.spec.tolerations.iter().any(|tol| tolerates(tol, t))
+            })
+            .count() as i64
+    }
+    fn normalize(&self, scores: &mut [i64]) {
+        normalize_by_max(scores, true);
     }
 }
 
-/// Sum of the weights of matching preferred node-affinity terms, normalised to 0..=100.
+/// The sum of the weights of the preferred node-affinity terms a node matches.
 pub struct NodeAffinity;
 impl Score for NodeAffinity {
     fn name(&self) -> &'static str {
@@ -131,26 +137,24 @@ impl Score for NodeAffinity {
     fn weight(&self) -> i64 {
         2
     }
-    fn score(&self, pod: &Pod, n: &NodeInfo, ctx: &ScoreContext) -> i64 {
-        let Some(terms) = pod
+    fn score(&self, pod: &PodInfo, n: &NodeInfo) -> i64 {
+        let Some(na) = pod
+            .pod
             .spec
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .map(|na| &na.preferred_during_scheduling_ignored_during_execution)
-            .filter(|t| !t.is_empty())
         else {
             return 0;
         };
-        let raw = |n: &NodeInfo| -> i64 {
-            terms
-                .iter()
-                .filter(|t| term_matches(&t.preference, &n.node.metadata.labels, n.name()))
-                .map(|t| t.weight as i64)
-                .sum()
-        };
-        let max = ctx.feasible.iter().map(|n| raw(n)).max().unwrap_or(0);
-        if max == 0 { 0 } else { raw(n) * 100 / max }
+        na.preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .filter(|t| term_matches(&t.preference, &n.node.metadata.labels, n.name()))
+            .map(|t| t.weight as i64)
+            .sum()
+    }
+    fn normalize(&self, scores: &mut [i64]) {
+        normalize_by_max(scores, false);
     }
 }
 
@@ -158,7 +162,7 @@ impl Score for NodeAffinity {
 mod tests {
     use super::*;
     use crate::cache::Cache;
-    use api::core::{Container, Node, NodeStatus};
+    use api::core::{Container, Node, NodeStatus, Pod, Taint};
     use api::meta::OwnerReference;
     use api::quantity::Quantity;
     use std::sync::Arc;
@@ -173,6 +177,13 @@ mod tests {
             st.allocatable.insert("memory".into(), Quantity::new("4Gi"));
             st.allocatable.insert("pods".into(), Quantity::new("110"));
             n.status = Some(st);
+            if *name == "tainted" {
+                n.spec.taints.push(Taint {
+                    key: "x".into(),
+                    effect: "PreferNoSchedule".into(),
+                    ..Default::default()
+                });
+            }
             c.upsert_node(Arc::new(n));
         }
         c
@@ -193,33 +204,40 @@ mod tests {
         p
     }
 
+    fn scores(plugin: &dyn Score, pod: &Pod, c: &Cache, names: &[&str]) -> Vec<i64> {
+        let info = PodInfo::new(pod);
+        let mut raw: Vec<i64> = names
+            .iter()
+            .map(|n| plugin.score(&info, c.node(n).unwrap()))
+            .collect();
+        plugin.normalize(&mut raw);
+        raw
+    }
+
     #[test]
     fn least_allocated_prefers_empty_nodes() {
         let mut c = cache(&[("big", "8"), ("small", "1")]);
-        let p = pod(None);
-        c.assume(&p, "small");
-        let nodes: Vec<&NodeInfo> = c.nodes().collect();
-        let ctx = ScoreContext { feasible: &nodes };
-        let score = |name: &str| {
-            LeastAllocated.score(
-                &pod(None),
-                nodes.iter().find(|n| n.name() == name).unwrap(),
-                &ctx,
-            )
-        };
-        assert!(score("big") > score("small"));
+        c.assume(&pod(None), "small");
+        let s = scores(&LeastAllocated, &pod(None), &c, &["big", "small"]);
+        assert!(s[0] > s[1], "{s:?}");
     }
 
     #[test]
     fn spread_prefers_nodes_without_siblings() {
         let mut c = cache(&[("a", "4"), ("b", "4")]);
         c.assume(&pod(Some("rs1")), "a");
-        let nodes: Vec<&NodeInfo> = c.nodes().collect();
-        let ctx = ScoreContext { feasible: &nodes };
-        let p = pod(Some("rs1"));
-        let s = |name: &str| {
-            OwnerSpread.score(&p, nodes.iter().find(|n| n.name() == name).unwrap(), &ctx)
-        };
-        assert!(s("b") > s("a"));
+        let s = scores(&OwnerSpread, &pod(Some("rs1")), &c, &["a", "b"]);
+        assert_eq!(s, vec![0, 100]);
+        let s = scores(&OwnerSpread, &pod(Some("other")), &c, &["a", "b"]);
+        assert_eq!(s, vec![100, 100]);
+    }
+
+    #[test]
+    fn prefer_no_schedule_taints_lower_the_score() {
+        let c = cache(&[("clean", "4"), ("tainted", "4")]);
+        assert_eq!(
+            scores(&TaintToleration, &pod(None), &c, &["clean", "tainted"]),
+            vec![100, 0]
+        );
     }
 }
