@@ -34,19 +34,50 @@ pub struct Recorder {
     component: String,
     host: String,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
+    /// Events waiting to be written; full means dropped, as client-go's broadcaster does.
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// An event waiting to be written.
+struct Pending {
+    obj: ObjectReference,
+    type_: String,
+    reason: String,
+    message: String,
 }
 
 const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
+/// client-go's broadcaster queue length.
+const QUEUE_LENGTH: usize = 1000;
+/// Events written at once.
+const WRITERS: usize = 4;
 
 impl Recorder {
     /// `component` is the reporter (`default-scheduler`, `kubelet`, …); `host` the node, if any.
+    /// Must be called inside a Tokio runtime: it starts the tasks that write the events.
     pub fn new(client: Client, component: &str, host: &str) -> Self {
-        Recorder {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Pending>(QUEUE_LENGTH);
+        let rec = Recorder {
             client,
             component: component.to_string(),
             host: host.to_string(),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            queue: tx,
+        };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (this, rx) = (rec.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(p) = next else { return };
+                    if let Err(e) = this.write(&p.obj, &p.type_, &p.reason, &p.message).await {
+                        tracing::debug!(error = %e, reason = %p.reason, "failed to record event");
+                    }
+                }
+            });
         }
+        rec
     }
 
     /// A Normal event.
@@ -59,17 +90,18 @@ impl Recorder {
         self.record(obj, "Warning", reason, message.into());
     }
 
-    /// Record in the background: an event that cannot be written is logged, never fatal.
+    /// Record in the background: an event that cannot be written (or does not fit in the
+    /// queue) is logged, never fatal — events are best-effort, as in Kubernetes.
     pub fn record(&self, obj: &ObjectReference, type_: &str, reason: &str, message: String) {
-        let this = self.clone();
-        let obj = obj.clone();
-        let type_ = type_.to_string();
-        let reason = reason.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = this.write(&obj, &type_, &reason, &message).await {
-                tracing::debug!(error = %e, %reason, "failed to record event");
-            }
-        });
+        let p = Pending {
+            obj: obj.clone(),
+            type_: type_.to_string(),
+            reason: reason.to_string(),
+            message,
+        };
+        if self.queue.try_send(p).is_err() {
+            tracing::debug!(%reason, "event queue full; dropping the event");
+        }
     }
 
     /// Write the event now (create, or bump the count of a recent identical one).
