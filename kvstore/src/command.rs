@@ -2,6 +2,8 @@
 
 use client::kv::proto::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
 use client::kv::proto::{TxnRequest, TxnResponse};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
@@ -56,9 +58,28 @@ impl Command {
 }
 
 /// The Raft log's application payload: the commands of many concurrent client requests share
-/// one log entry (and so one fsync); each still gets its own revision.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Command>);
+/// one log entry (and so one fsync); each still gets its own revision. Shared, so the log
+/// cache, replication and apply pass entries around without copying values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch(pub Arc<Vec<Command>>);
+
+impl Batch {
+    pub fn new(cmds: Vec<Command>) -> Batch {
+        Batch(Arc::new(cmds))
+    }
+}
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Batch, D::Error> {
+        Vec::<Command>::deserialize(d).map(Batch::new)
+    }
+}
 
 /// The outcome of one applied [`Command`]. Headers carry only the revision; the server fills in
 /// the member fields.

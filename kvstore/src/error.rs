@@ -61,6 +61,11 @@ impl KvError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
+    /// The outcome of a write is unknown (it may still be applied).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Timeout, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
@@ -73,6 +78,7 @@ impl KvError {
             ErrorCode::Compacted => 410,
             ErrorCode::LeaseNotFound | ErrorCode::MemberNotFound => 404,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Timeout => 504,
             ErrorCode::Internal => 500,
         }
     }

@@ -37,7 +37,7 @@ pub mod watch;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -68,9 +68,27 @@ pub struct Config {
     pub initial_cluster: Vec<(String, String)>,
 }
 
+/// Whether a member with an empty data directory starts a new cluster or joins one
+/// (etcd's `--initial-cluster-state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap the cluster from `initial_cluster` (every initial member does).
+    #[default]
+    New,
+    /// Join a running cluster: wait until the leader adds this member (`member add`), then
+    /// catch up from its log or a snapshot.
+    Existing,
+}
+
+/// Settings beyond [`Config`] (kept apart so `Config` literals stay valid).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub initial_cluster_state: ClusterState,
+}
+
 /// This member's identity for response headers.
 pub struct Identity {
-    pub cluster_id: u64,
+    cluster_id: AtomicU64,
     pub member_id: u64,
     term: AtomicU64,
 }
@@ -78,10 +96,19 @@ pub struct Identity {
 impl Identity {
     pub fn new(cluster_id: u64, member_id: u64) -> Identity {
         Identity {
-            cluster_id,
+            cluster_id: AtomicU64::new(cluster_id),
             member_id,
             term: AtomicU64::new(0),
         }
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    /// Set once the store tells (a joining member learns it from the leader's data).
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Relaxed);
     }
 
     pub fn set_term(&self, term: u64) {
@@ -90,7 +117,7 @@ impl Identity {
 
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
-            cluster_id: self.cluster_id,
+            cluster_id: self.cluster_id(),
             member_id: self.member_id,
             revision,
             raft_term: self.term.load(Ordering::Relaxed),
@@ -106,6 +133,15 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Run a member until `shutdown` is cancelled, then stop cleanly: servers closed, Raft shut
 /// down, the state database synced and both databases closed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, Options::default(), shutdown).await
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
+    config: Config,
+    options: Options,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let Config {
         name,
         data_dir,
@@ -123,24 +159,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let store = Arc::new(Store::open(&data_dir.join(STATE_FILE))?);
     let hub = Arc::new(WatchHub::new(store.read()?.revision()));
     let leases = Arc::new(Leases::new());
+    let bootstrap = options.initial_cluster_state == ClusterState::New;
+    // A joining member learns the cluster id from the data it receives.
+    let initial_id = if bootstrap {
+        raft::cluster_id(
+            initial_cluster
+                .iter()
+                .map(|(n, u)| (raft::node_id(n), u.as_str())),
+        )
+    } else {
+        0
+    };
+    let ident = Arc::new(Identity::new(initial_id, id));
     let sm = StateMachine::new(
         store.clone(),
         hub.clone(),
         leases.clone(),
         &data_dir.join("snapshot"),
-    )?;
+    )?
+    .with_identity(ident.clone())?;
     let log = LogStore::open(&data_dir.join(LOG_FILE))?;
     let log_probe = log.clone();
+    if !bootstrap {
+        tracing::info!(%name, "joining an existing cluster: waiting for the leader to add this member");
+    }
     let node = RaftNode::start(
         StartOptions {
             id,
             initial_cluster: &initial_cluster,
+            bootstrap,
         },
         log,
         sm,
     )
     .await?;
-    let ident = Arc::new(Identity::new(raft::cluster_id(&initial_cluster), id));
 
     let stop = shutdown.child_token();
     let state = Arc::new(server::AppState {
@@ -176,6 +228,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tracing::info!(%name, "serving {what} requests on {}", listener.local_addr()?);
         let stopped = stop.clone().cancelled_owned();
+        // Small request/response messages: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         servers.spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
@@ -184,6 +240,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
+    let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tasks.spawn(watch_removal(node.clone(), removed.clone(), stop.clone()));
     tasks.spawn(lease::expiry_loop(leases, node.clone(), stop.clone()));
     tasks.spawn(track_term(node.clone(), ident, stop.clone()));
     tasks.spawn(state_machine::flush_loop(store.clone(), stop.clone()));
@@ -238,6 +296,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("raft tasks still hold the databases after shutdown");
     }
     tracing::info!(%name, "stopped");
+    if removed.load(Ordering::Relaxed) {
+        bail!("this member was removed from the cluster");
+    }
     result
 }
 
@@ -263,6 +324,38 @@ fn check_cluster(
         bail!("the initial cluster names a member twice");
     }
     Ok(())
+}
+
+/// Stop this member once an applied membership no longer includes it, after one did (etcd
+/// stops a removed member too; a member still catching up applies old memberships without
+/// itself, hence "after one did").
+async fn watch_removal(node: Arc<RaftNode>, removed: Arc<AtomicBool>, stop: CancellationToken) {
+    let mut metrics = node.raft().metrics();
+    let mut seen_self = false;
+    loop {
+        let gone = {
+            let m = metrics.borrow_and_update();
+            let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+            let mc = &m.membership_config;
+            let in_effect = mc.log_id().as_ref().is_some_and(|l| l.index <= applied);
+            let contains = mc.membership().get_node(&node.id()).is_some();
+            if in_effect && contains {
+                seen_self = true;
+            }
+            seen_self && in_effect && !contains && mc.membership().nodes().next().is_some()
+        };
+        if gone || node.told_removed() {
+            tracing::warn!("this member was removed from the cluster; stopping");
+            removed.store(true, Ordering::Relaxed);
+            stop.cancel();
+            return;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = metrics.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }
 
 /// Keep the term in response headers current.

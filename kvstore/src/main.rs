@@ -1,4 +1,7 @@
-//! `kvstore`: run one member of the store, with etcd's flags.
+//! `kvstore`: run one member of the store, with etcd's flags; `kvstore ctl …` is the
+//! etcdctl-like client (see [`ctl`]).
+
+mod ctl;
 
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
@@ -34,9 +37,17 @@ struct Cli {
     /// Every initial member: name=peer-url,... [default: <name>=<advertised peer URL>].
     #[arg(long)]
     initial_cluster: Option<String>,
+    /// `new` to bootstrap a new cluster; `existing` to join a running one (after
+    /// `kvstore ctl member add`).
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some("ctl") {
+        return ctl::main(args.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
@@ -69,6 +80,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(cli: Cli) -> anyhow::Result<()> {
+    let options = kvstore::Options {
+        initial_cluster_state: if cli.initial_cluster_state == "existing" {
+            kvstore::ClusterState::Existing
+        } else {
+            kvstore::ClusterState::New
+        },
+    };
     let config = config(cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,7 +109,7 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        kvstore::run(config, token).await
+        kvstore::run_with(config, options, token).await
     })
 }
 

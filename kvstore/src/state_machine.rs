@@ -23,6 +23,7 @@ use openraft::{
 use redb::Durability;
 use serde::Serialize;
 
+use crate::Identity;
 use crate::command::BatchResponse;
 use crate::error::KvError;
 use crate::lease::Leases;
@@ -54,6 +55,8 @@ pub async fn flush_loop(store: Arc<Store>, stop: tokio_util::sync::CancellationT
 
 const META_LAST_APPLIED: &str = "raft_last_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
+/// The cluster id, recorded when the first membership is applied (see [`crate::raft::cluster_id`]).
+const META_CLUSTER_ID: &str = "cluster_id";
 
 type SE = StorageError<NodeId>;
 type Membership = StoredMembership<NodeId, Node>;
@@ -73,9 +76,26 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
+    ident: Option<Arc<Identity>>,
+}
+
+fn read_cluster_id(r: &crate::mvcc::Reader) -> Result<Option<u64>, KvError> {
+    Ok(r.meta(META_CLUSTER_ID)?.and_then(|b| {
+        let b: [u8; 8] = b.as_slice().try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    }))
 }
 
 impl StateMachine {
+    /// Keep `ident`'s cluster id in step with the one the store records.
+    pub fn with_identity(mut self, ident: Arc<Identity>) -> Result<StateMachine, KvError> {
+        if let Some(id) = read_cluster_id(&self.store.read()?)? {
+            ident.set_cluster_id(id);
+        }
+        self.ident = Some(ident);
+        Ok(self)
+    }
+
     /// Wrap an opened store; `snapshot_dir` holds the latest snapshot.
     pub fn new(
         store: Arc<Store>,
@@ -106,6 +126,7 @@ impl StateMachine {
             snapshot_dir: snapshot_dir.to_path_buf(),
             last_applied,
             membership,
+            ident: None,
         })
     }
 }
@@ -119,6 +140,7 @@ struct Applied {
     lease_changes: Vec<crate::mvcc::LeaseChange>,
     last: Option<LogId<NodeId>>,
     membership: Membership,
+    cluster_id: Option<u64>,
 }
 
 fn apply_blocking(
@@ -130,6 +152,7 @@ fn apply_blocking(
     let mut txn = store.db().begin_write()?;
     txn.set_durability(Durability::None)
         .map_err(|e| KvError::internal(e.to_string()))?;
+    let mut cluster_id = None;
     let applied = {
         let mut a = Applier::new(&txn, collect)?;
         let from = a.revision() + 1;
@@ -145,6 +168,13 @@ fn apply_blocking(
                     results.push(BatchResponse(rs));
                 }
                 EntryPayload::Membership(m) => {
+                    if a.meta(META_CLUSTER_ID)?.is_none() {
+                        let id = crate::raft::cluster_id(
+                            m.nodes().map(|(id, n)| (*id, n.addr.as_str())),
+                        );
+                        a.set_meta(META_CLUSTER_ID, &id.to_le_bytes())?;
+                        cluster_id = Some(id);
+                    }
                     membership = Membership::new(Some(e.log_id), m.clone());
                     results.push(BatchResponse::default());
                 }
@@ -163,6 +193,7 @@ fn apply_blocking(
             lease_changes,
             last,
             membership,
+            cluster_id,
         }
     };
     txn.commit()?;
@@ -190,19 +221,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        tracing::trace!(n = entries.len(), "write path: apply start");
         let collect = self.hub.has_watchers();
-        let store = self.store.clone();
         let membership = self.membership.clone();
-        let a = tokio::task::spawn_blocking(move || {
-            apply_blocking(&store, &entries, membership, collect)
+        // Without fsync this is quick: run it here rather than hop to a blocking thread.
+        let a = crate::raft::log_store::blocking(|| {
+            apply_blocking(&self.store, &entries, membership, collect)
         })
-        .await
-        .map_err(sm_err)?
         .map_err(sm_err)?;
         self.last_applied = a.last;
         self.membership = a.membership;
+        if let (Some(id), Some(ident)) = (a.cluster_id, &self.ident) {
+            ident.set_cluster_id(id);
+        }
         self.leases.apply(&a.lease_changes);
         self.hub.publish(a.from, a.to, collect.then_some(a.events));
+        tracing::trace!("write path: apply done");
         Ok(a.results)
     }
 
@@ -226,7 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let store = self.store.clone();
         let dir = self.snapshot_dir.clone();
         let meta2 = meta.clone();
-        let (leases, revision) = tokio::task::spawn_blocking(move || {
+        let (leases, revision, cluster_id) = tokio::task::spawn_blocking(move || {
             let extra = [
                 (
                     META_LAST_APPLIED,
@@ -240,10 +274,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             store.restore(&image, &extra).map_err(snap_err)?;
             save_snapshot(&dir, &meta2, &image)?;
             let r = store.read().map_err(snap_err)?;
-            Ok::<_, SE>((r.leases().map_err(snap_err)?, r.revision()))
+            Ok::<_, SE>((
+                r.leases().map_err(snap_err)?,
+                r.revision(),
+                read_cluster_id(&r).map_err(snap_err)?,
+            ))
         })
         .await
         .map_err(snap_err)??;
+        if let (Some(id), Some(ident)) = (cluster_id, &self.ident) {
+            ident.set_cluster_id(id);
+        }
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_index = meta.last_log_id.map_or(0, |l| l.index),
+            revision,
+            "installed a snapshot from the leader"
+        );
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.leases.load(&leases);

@@ -417,6 +417,69 @@ mod tests {
         }
     }
 
+    async fn next_message(rx: &mut mpsc::Receiver<Result<Bytes, Infallible>>) -> WatchResponse {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("message in time")
+            .expect("stream open")
+            .unwrap();
+        serde_json::from_slice(&line).unwrap()
+    }
+
+    /// The periodic progress notification: an idle stream with `progress_notify` gets an empty
+    /// message every [`PROGRESS_INTERVAL`] whose revision says "nothing up to here"; a stream
+    /// with events does not, and one without the flag never does.
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_get_periodic_progress_notifications() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let hub = Arc::new(WatchHub::new(0));
+        put(&store, &hub, "a", false);
+        put(&store, &hub, "b", false);
+        let open = |progress_notify| {
+            start(
+                hub.clone(),
+                store.clone(),
+                Arc::new(Identity::new(1, 1)),
+                WatchCreateRequest {
+                    key: "a".into(),
+                    progress_notify,
+                    ..Default::default()
+                },
+                CancellationToken::new(),
+            )
+            .unwrap()
+        };
+        let mut rx = open(true);
+        let mut quiet = open(false);
+        assert!(next_message(&mut rx).await.created);
+        assert!(next_message(&mut quiet).await.created);
+        let t0 = tokio::time::Instant::now();
+        let m = next_message(&mut rx).await;
+        assert!(m.is_progress_notify(), "{m:?}");
+        assert_eq!(m.header.revision, 2);
+        assert!(t0.elapsed() >= PROGRESS_INTERVAL - Duration::from_secs(1));
+        // A write elsewhere moves the progress revision on.
+        while !hub.has_watchers() {
+            tokio::task::yield_now().await;
+        }
+        put(&store, &hub, "b", true);
+        let m = next_message(&mut rx).await;
+        assert!(m.is_progress_notify(), "{m:?}");
+        assert_eq!(m.header.revision, 3);
+        // An event resets the timer: the next message is the event.
+        put(&store, &hub, "a", true);
+        let m = next_message(&mut rx).await;
+        assert_eq!((m.header.revision, m.events.len()), (4, 1));
+        let m = next_message(&mut rx).await;
+        assert!(m.is_progress_notify() && m.header.revision == 4, "{m:?}");
+        // Without the flag: only the event, never a progress message.
+        let m = next_message(&mut quiet).await;
+        assert_eq!((m.header.revision, m.events.len()), (4, 1));
+        tokio::time::sleep(PROGRESS_INTERVAL * 3).await;
+        assert!(quiet.try_recv().is_err());
+    }
+
     #[tokio::test]
     async fn resyncs_from_history_when_events_were_not_collected_or_store_reset() {
         let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub mod kvcluster;
+pub mod venv;
+
 /// Generous: CI runs on two loaded cores.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
 

@@ -1,5 +1,15 @@
-//! A client for the kvstore: any member accepts any request, so the client talks to one
-//! endpoint and moves to the next when it cannot be reached or says it is unavailable.
+//! A client for the kvstore: any member accepts any request (followers serve writes and
+//! linearizable reads through the leader), so the client talks to one endpoint and moves to the
+//! next when it cannot be reached or says it is unavailable.
+//!
+//! # Retries
+//! As etcd's client, a request is retried on another endpoint only when doing so cannot apply
+//! it twice: a read (range, status, watch, lease queries and keep-alives) is retried after any
+//! failure; a write (put, delete, txn, compaction, lease grant/revoke, member changes) only when
+//! it surely did not reach Raft — the connection could not be opened, or the member answered
+//! `unavailable`, which it does only for requests it did not propose. A write whose outcome is
+//! unknown (the connection broke after sending, no answer in time, or the member answered
+//! `timeout`) fails with [`KvError::Indeterminate`]: it may or may not have been applied.
 
 pub mod proto;
 
@@ -19,9 +29,12 @@ pub enum KvError {
     /// The store answered with an error.
     #[error("kvstore: {}", .0.error)]
     Server(ErrorBody, u16),
-    /// No endpoint could be reached within the retry budget.
+    /// No endpoint could be reached within the retry budget (nothing was applied).
     #[error("kvstore unreachable: {0}")]
     Unreachable(String),
+    /// A write was sent but its outcome is unknown: it may or may not have been applied.
+    #[error("kvstore: outcome unknown: {0}")]
+    Indeterminate(String),
     #[error("kvstore watch: {0}")]
     Watch(#[from] ndjson::NdjsonError),
 }
@@ -33,6 +46,24 @@ impl KvError {
             _ => None,
         }
     }
+
+    /// Whether a failed write may nevertheless have been applied.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            KvError::Indeterminate(_) => true,
+            KvError::Server(b, _) => b.code == ErrorCode::Timeout,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a request may be sent again after an unclear failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads: retrying cannot change anything.
+    Always,
+    /// Writes: only when the request surely was not applied.
+    IfNotApplied,
 }
 
 /// Cheap to clone; clones share the connection pool and the current-endpoint choice.
@@ -47,7 +78,12 @@ struct Inner {
     http: reqwest::Client,
     /// How long to keep trying other endpoints before giving up on a request.
     retry_for: Duration,
+    /// How long one attempt may wait for its answer (for a watch: for the stream to open).
+    attempt_timeout: Duration,
 }
+
+/// Longer than a member waits for a commit (5 s) plus a forward to the leader.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 
 impl KvClient {
     /// `endpoints` are base URLs such as `http://127.0.0.1:2379`.
@@ -71,18 +107,31 @@ impl KvClient {
                 current: AtomicUsize::new(0),
                 http,
                 retry_for: Duration::from_secs(10),
+                attempt_timeout: ATTEMPT_TIMEOUT,
             }),
         })
     }
 
     /// Give up on a request after trying endpoints for this long (default 10 s).
     pub fn with_retry_for(self, d: Duration) -> Self {
-        let inner = Inner {
+        self.rebuild(|i| i.retry_for = d)
+    }
+
+    /// Give up on one attempt (and, for a read, try another endpoint) when no answer came
+    /// within `d` (default 8 s) — e.g. from a paused member.
+    pub fn with_attempt_timeout(self, d: Duration) -> Self {
+        self.rebuild(|i| i.attempt_timeout = d)
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
             endpoints: self.inner.endpoints.clone(),
             current: AtomicUsize::new(self.inner.current.load(Ordering::Relaxed)),
             http: self.inner.http.clone(),
-            retry_for: d,
+            retry_for: self.inner.retry_for,
+            attempt_timeout: self.inner.attempt_timeout,
         };
+        f(&mut inner);
         KvClient {
             inner: Arc::new(inner),
         }
@@ -106,23 +155,31 @@ impl KvClient {
         );
     }
 
-    /// POST a JSON request, retrying on other endpoints when one cannot be reached or answers
-    /// `unavailable`. Requests that reached a server and failed otherwise are not retried.
-    async fn send(&self, path: &str, body: &impl Serialize) -> Result<reqwest::Response, KvError> {
+    /// POST a JSON request and wait for the response head, retrying on other endpoints as the
+    /// module documentation says.
+    async fn send(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        retry: Retry,
+    ) -> Result<reqwest::Response, KvError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| KvError::Unreachable(format!("encoding the request: {e}")))?;
         let deadline = tokio::time::Instant::now() + self.inner.retry_for;
         let mut backoff = Duration::from_millis(20);
         loop {
             let (i, base) = self.endpoint();
-            let res = self
+            let sent = self
                 .inner
                 .http
                 .post(format!("{base}{path}"))
-                .json(body)
-                .send()
-                .await;
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send();
+            let res = tokio::time::timeout(self.inner.attempt_timeout, sent).await;
             let last_err = match res {
-                Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) => {
+                Ok(Ok(r)) if r.status().is_success() => return Ok(r),
+                Ok(Ok(r)) => {
                     let status = r.status().as_u16();
                     let text = r.text().await.unwrap_or_default();
                     let body: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody {
@@ -130,15 +187,33 @@ impl KvClient {
                         code: ErrorCode::Internal,
                         compact_revision: 0,
                     });
-                    if body.code != ErrorCode::Unavailable {
+                    let again = match body.code {
+                        ErrorCode::Unavailable => true,
+                        ErrorCode::Timeout => retry == Retry::Always,
+                        _ => false,
+                    };
+                    if !again {
                         return Err(KvError::Server(body, status));
                     }
                     KvError::Server(body, status)
                 }
-                Err(e) if e.is_connect() || e.is_timeout() && !e.is_body() => {
-                    KvError::Unreachable(format!("{base}: {e}"))
+                // The connection was never made: nothing was sent.
+                Ok(Err(e)) if e.is_connect() => KvError::Unreachable(format!("{base}: {e}")),
+                Ok(Err(e)) => {
+                    let e = format!("{base}: {e}");
+                    if retry == Retry::IfNotApplied {
+                        return Err(KvError::Indeterminate(e));
+                    }
+                    KvError::Unreachable(e)
                 }
-                Err(e) => return Err(KvError::Unreachable(format!("{base}: {e}"))),
+                Err(_) => {
+                    let e = format!("{base}: no answer within {:?}", self.inner.attempt_timeout);
+                    if retry == Retry::IfNotApplied {
+                        self.rotate(i);
+                        return Err(KvError::Indeterminate(e));
+                    }
+                    KvError::Unreachable(e)
+                }
             };
             self.rotate(i);
             if tokio::time::Instant::now() + backoff > deadline {
@@ -153,15 +228,57 @@ impl KvClient {
         &self,
         path: &str,
         req: &Req,
+        retry: Retry,
     ) -> Result<Resp, KvError> {
-        let r = self.send(path, req).await?;
-        r.json::<Resp>()
-            .await
-            .map_err(|e| KvError::Unreachable(format!("bad response from kvstore: {e}")))
+        let deadline = tokio::time::Instant::now() + self.inner.retry_for;
+        loop {
+            let r = self.send(path, req, retry).await?;
+            match tokio::time::timeout(self.inner.attempt_timeout, r.bytes()).await {
+                Ok(Ok(bytes)) => {
+                    return serde_json::from_slice::<Resp>(&bytes).map_err(|e| {
+                        KvError::Unreachable(format!("bad response from kvstore: {e}"))
+                    });
+                }
+                // The answer was lost on the way.
+                Ok(Err(e)) if retry == Retry::IfNotApplied => {
+                    return Err(KvError::Indeterminate(format!("reading the response: {e}")));
+                }
+                Err(_) if retry == Retry::IfNotApplied => {
+                    return Err(KvError::Indeterminate(
+                        "reading the response timed out".into(),
+                    ));
+                }
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
+                    return Err(KvError::Unreachable(format!("reading the response: {e}")));
+                }
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(KvError::Unreachable(
+                        "reading the response timed out".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn read<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, KvError> {
+        self.call(path, req, Retry::Always).await
+    }
+
+    async fn write<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, KvError> {
+        self.call(path, req, Retry::IfNotApplied).await
     }
 
     pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
-        self.call("/v3/kv/range", req).await
+        self.read("/v3/kv/range", req).await
     }
 
     /// The value of one key, if present.
@@ -176,78 +293,78 @@ impl KvClient {
     }
 
     pub async fn put(&self, req: &PutRequest) -> Result<PutResponse, KvError> {
-        self.call("/v3/kv/put", req).await
+        self.write("/v3/kv/put", req).await
     }
 
     pub async fn delete_range(
         &self,
         req: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, KvError> {
-        self.call("/v3/kv/deleterange", req).await
+        self.write("/v3/kv/deleterange", req).await
     }
 
     pub async fn txn(&self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
-        self.call("/v3/kv/txn", req).await
+        self.write("/v3/kv/txn", req).await
     }
 
     pub async fn compact(&self, req: &CompactionRequest) -> Result<CompactionResponse, KvError> {
-        self.call("/v3/kv/compaction", req).await
+        self.write("/v3/kv/compaction", req).await
     }
 
     pub async fn lease_grant(
         &self,
         req: &LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, KvError> {
-        self.call("/v3/lease/grant", req).await
+        self.write("/v3/lease/grant", req).await
     }
 
     pub async fn lease_revoke(
         &self,
         req: &LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, KvError> {
-        self.call("/v3/lease/revoke", req).await
+        self.write("/v3/lease/revoke", req).await
     }
 
     pub async fn lease_keep_alive(
         &self,
         req: &LeaseKeepAliveRequest,
     ) -> Result<LeaseKeepAliveResponse, KvError> {
-        self.call("/v3/lease/keepalive", req).await
+        self.read("/v3/lease/keepalive", req).await
     }
 
     pub async fn lease_time_to_live(
         &self,
         req: &LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, KvError> {
-        self.call("/v3/lease/timetolive", req).await
+        self.read("/v3/lease/timetolive", req).await
     }
 
     pub async fn status(&self) -> Result<StatusResponse, KvError> {
-        self.call("/v3/maintenance/status", &serde_json::json!({}))
+        self.read("/v3/maintenance/status", &serde_json::json!({}))
             .await
     }
 
     pub async fn member_list(&self) -> Result<MemberListResponse, KvError> {
-        self.call("/v3/cluster/member/list", &serde_json::json!({}))
+        self.read("/v3/cluster/member/list", &serde_json::json!({}))
             .await
     }
 
     pub async fn member_add(&self, req: &MemberAddRequest) -> Result<MemberAddResponse, KvError> {
-        self.call("/v3/cluster/member/add", req).await
+        self.write("/v3/cluster/member/add", req).await
     }
 
     pub async fn member_remove(
         &self,
         req: &MemberRemoveRequest,
     ) -> Result<MemberListResponse, KvError> {
-        self.call("/v3/cluster/member/remove", req).await
+        self.write("/v3/cluster/member/remove", req).await
     }
 
     pub async fn member_promote(
         &self,
         req: &MemberPromoteRequest,
     ) -> Result<MemberListResponse, KvError> {
-        self.call("/v3/cluster/member/promote", req).await
+        self.write("/v3/cluster/member/promote", req).await
     }
 
     /// Open a watch. The stream yields every response; the caller resumes after a break by
@@ -256,14 +373,14 @@ impl KvClient {
         &self,
         req: &WatchCreateRequest,
     ) -> Result<impl Stream<Item = Result<WatchResponse, KvError>> + Send + use<>, KvError> {
-        let r = self.send("/v3/watch", req).await?;
+        let r = self.send("/v3/watch", req, Retry::Always).await?;
         Ok(ndjson::decode::<WatchResponse, _, _>(r.bytes_stream())
             .map(|r| r.map_err(KvError::from)))
     }
 
     /// Ask the watch stream `watch_id` for a progress notification.
     pub async fn watch_progress(&self, watch_id: i64) -> Result<WatchProgressResponse, KvError> {
-        self.call("/v3/watch/progress", &WatchProgressRequest { watch_id })
+        self.read("/v3/watch/progress", &WatchProgressRequest { watch_id })
             .await
     }
 }

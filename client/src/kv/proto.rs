@@ -500,8 +500,13 @@ pub enum ErrorCode {
     LeaseNotFound,
     /// Unknown member. HTTP 404.
     MemberNotFound,
-    /// No quorum / no leader right now; retry. HTTP 503.
+    /// No quorum / no leader right now, and the request was *not* applied: retrying it (on
+    /// any member) is safe. HTTP 503.
     Unavailable,
+    /// The request reached Raft but its outcome is unknown (the leader changed or the commit
+    /// took too long): a write may or may not have been applied, so it must not be retried
+    /// blindly. etcd's "request timed out". HTTP 504.
+    Timeout,
     /// Anything else. HTTP 500.
     Internal,
 }

@@ -86,6 +86,11 @@ impl<'t> Applier<'t> {
         self.compact_revision
     }
 
+    /// An opaque `meta` entry.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// Store an opaque `meta` entry.
     pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.meta.insert(key, value)?;

@@ -4,12 +4,18 @@
 //! `Durability::Immediate` (one fsync per call) and only then reports them flushed; `save_vote`,
 //! `truncate` and `purge` commit durably too. `save_committed` commits without fsync: losing it
 //! only means re-applying fewer entries at startup, and the next durable commit persists it.
+//!
+//! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
+//! followers and the state machine read them from there instead of decoding them from disk.
+//! Disk I/O runs on the calling worker thread (`block_in_place`), which saves a thread hop per
+//! append on the write path.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -27,10 +33,23 @@ const LAST_PURGED: &str = "last_purged";
 
 type SE = StorageError<NodeId>;
 
-/// Cheap to clone: clones share the database (a clone is the log reader).
+/// Entries kept in memory after they are appended.
+const CACHE_ENTRIES: usize = 4096;
+
+/// Run blocking disk I/O on this worker thread, letting the runtime move its other tasks away
+/// (or simply inline on a current-thread runtime).
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Cheap to clone: clones share the database and the cache (a clone is the log reader).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
     /// Counts completed appends, so the proposer can form the next batch while one flushes.
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -55,6 +74,7 @@ impl LogStore {
         txn.commit().map_err(write_err)?;
         Ok(LogStore {
             db: Arc::new(db),
+            cache: Arc::default(),
             flushed: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
@@ -98,13 +118,13 @@ impl LogStore {
         .await
     }
 
-    /// Run `f` in one write transaction on a blocking thread and commit it.
+    /// Run `f` in one write transaction and commit it.
     async fn write<F>(&self, f: F, durable: bool) -> Result<(), SE>
     where
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+        let db = &self.db;
+        blocking(move || -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
             if !durable {
                 txn.set_durability(Durability::None)?;
@@ -113,9 +133,31 @@ impl LogStore {
             txn.commit()?;
             Ok(())
         })
-        .await
-        .map_err(write_err)?
         .map_err(write_err)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries of `range` if the cache holds all of them.
+    fn cached<RB: RangeBounds<u64>>(&self, range: &RB) -> Option<Vec<Entry>> {
+        let cache = self.cache();
+        let first = *cache.keys().next()?;
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s + 1,
+            Bound::Unbounded => return None,
+        };
+        if start < first {
+            return None;
+        }
+        let out: Vec<Entry> = cache
+            .range((range.start_bound().cloned(), range.end_bound().cloned()))
+            .map(|(_, e)| e.clone())
+            .collect();
+        // Contiguous from `start`: the cache holds every entry from its first on.
+        Some(out)
     }
 }
 
@@ -124,6 +166,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, SE> {
+        if let Some(hit) = self.cached(&range) {
+            return Ok(hit);
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(LOGS).map_err(read_err)?;
         let mut out = Vec::new();
@@ -184,9 +229,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        tracing::trace!("write path: append start");
         let mut rows = Vec::new();
+        let mut appended = Vec::new();
         for e in entries {
             rows.push((e.log_id.index, serde_json::to_vec(&e).map_err(write_err)?));
+            appended.push(e);
         }
         // One transaction, one fsync, for everything this call appends.
         let res = self
@@ -203,6 +251,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await;
         match res {
             Ok(()) => {
+                tracing::trace!("write path: append flushed");
+                let mut cache = self.cache();
+                // Appends are contiguous; anything else (after a restart) starts it anew.
+                let follows = cache
+                    .keys()
+                    .next_back()
+                    .zip(appended.first())
+                    .is_none_or(|(last, e)| e.log_id.index == last + 1);
+                if !follows {
+                    cache.clear();
+                }
+                for e in appended {
+                    cache.insert(e.log_id.index, e);
+                }
+                while cache.len() > CACHE_ENTRIES {
+                    cache.pop_first();
+                }
+                drop(cache);
                 self.flushed.send_modify(|n| *n += 1);
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -215,6 +281,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
+        self.cache().retain(|i, _| *i < log_id.index);
         self.write(
             move |txn| {
                 txn.open_table(LOGS)?
@@ -227,6 +294,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
+        self.cache().retain(|i, _| *i > log_id.index);
         let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
         self.write(
             move |txn| {

@@ -2,6 +2,8 @@
 //! linearizable-read barriers and status. Only this module and the state machine adapter know
 //! openraft.
 
+mod coalesce;
+mod forward;
 pub mod log_store;
 pub mod network;
 mod proposer;
@@ -11,11 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Batch, BatchResponse, CmdResult, Command};
 use crate::state_machine::StateMachine;
+use coalesce::Coalescer;
 use log_store::LogStore;
 use network::Network;
 
@@ -36,8 +40,11 @@ pub type Node = BasicNode;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// How long a write may wait for Raft before the client is told to retry.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may wait for Raft (including finding a leader) before the client is told
+/// it timed out; also bounds a linearizable read's barrier.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a request waiting for a leader looks again.
+const LEADER_POLL: Duration = Duration::from_millis(25);
 
 /// Log entries between snapshots (each entry is a batch of writes). `KVSTORE_SNAPSHOT_LOGS`
 /// overrides it — tests use a small value to exercise snapshots and log purging.
@@ -54,14 +61,16 @@ pub fn node_id(name: &str) -> NodeId {
     fnv1a(name.as_bytes()).max(1)
 }
 
-/// The cluster id: a hash of the initial membership.
-pub fn cluster_id(initial_cluster: &[(String, String)]) -> u64 {
-    let mut m: Vec<String> = initial_cluster
-        .iter()
-        .map(|(n, u)| format!("{n}={u}"))
+/// The cluster id: a hash of the first membership (member ids and peer URLs). Every initial
+/// member computes it from `--initial-cluster`; the state machine records it when it applies
+/// that membership, so members that join later learn it too.
+pub fn cluster_id<'a>(members: impl IntoIterator<Item = (NodeId, &'a str)>) -> u64 {
+    let mut m: Vec<String> = members
+        .into_iter()
+        .map(|(id, u)| format!("{id:016x}={}", u.trim_end_matches('/')))
         .collect();
     m.sort();
-    fnv1a(m.join(",").as_bytes())
+    fnv1a(m.join(",").as_bytes()).max(1)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -73,14 +82,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Why a proposal or a read barrier failed.
-#[derive(Clone, Debug, thiserror::Error)]
+/// Why a proposal or a read barrier failed — and whether a write may have been applied.
+#[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum ProposeError {
-    /// Another member leads (its id and peer URL, when known).
+    /// Another member leads (its id and peer URL, when known); nothing was applied.
     #[error("not the leader")]
     NotLeader { leader: Option<(NodeId, String)> },
+    /// Nothing was applied (no leader, not reachable, stopping): safe to retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The write reached Raft but its fate is unknown (timed out, leader lost mid-way).
+    #[error("{0}")]
+    Unknown(String),
 }
 
 fn write_error(e: ClientWriteError<NodeId, Node>) -> ProposeError {
@@ -89,6 +102,30 @@ fn write_error(e: ClientWriteError<NodeId, Node>) -> ProposeError {
             leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
         },
         ClientWriteError::ChangeMembershipError(e) => ProposeError::Unavailable(e.to_string()),
+    }
+}
+
+/// Why a membership change failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("not the leader")]
+    NotLeader { leader: Option<(NodeId, String)> },
+    /// The change is not allowed (unknown member, not in sync, a change in progress, …).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            MembershipError::Rejected(e.to_string())
+        }
+        RaftError::Fatal(e) => MembershipError::Unavailable(e.to_string()),
     }
 }
 
@@ -116,19 +153,27 @@ pub struct RaftStatus {
 pub struct StartOptions<'a> {
     pub id: NodeId,
     pub initial_cluster: &'a [(String, String)],
+    /// Bootstrap a new cluster from `initial_cluster` when the log is empty (etcd's
+    /// `--initial-cluster-state new`); when false the member waits to be added by the leader.
+    pub bootstrap: bool,
 }
 
 pub struct RaftNode {
     raft: Raft,
     id: NodeId,
     proposer: mpsc::Sender<proposer::Pending>,
+    forwarder: mpsc::Sender<forward::Fwd>,
     network: Network,
+    /// ReadIndex rounds on the leader (one quorum heartbeat serves every read queued).
+    leader_reads: Coalescer,
+    /// ReadIndex rounds from a follower to the leader.
+    follower_reads: Coalescer,
 }
 
 impl RaftNode {
     /// Start Raft on the given stores. A member whose log is empty bootstraps the cluster
-    /// with the full initial membership (every member does so identically, which openraft
-    /// allows); a member with data resumes from it.
+    /// with the full initial membership when `opts.bootstrap` (every initial member does so
+    /// identically, which openraft allows); a member with data resumes from it.
     pub async fn start(
         opts: StartOptions<'_>,
         log: LogStore,
@@ -137,9 +182,11 @@ impl RaftNode {
         let snapshot_logs = snapshot_logs();
         let config = openraft::Config {
             cluster_name: "kvstore".into(),
-            heartbeat_interval: 150,
-            election_timeout_min: 600,
-            election_timeout_max: 1000,
+            // A follower campaigns after the leader lease (election_timeout_max) plus a random
+            // election timeout: 0.8–1 s without a heartbeat.
+            heartbeat_interval: 100,
+            election_timeout_min: 300,
+            election_timeout_max: 500,
             install_snapshot_timeout: 5_000,
             // Each entry is already a batch of up to 1024 commands.
             max_payload_entries: 64,
@@ -151,7 +198,7 @@ impl RaftNode {
         let network = Network::new()?;
         let flushed = log.flushed();
         let raft = Raft::new(opts.id, Arc::new(config), network.clone(), log, sm).await?;
-        if !raft.is_initialized().await? {
+        if opts.bootstrap && !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, Node> = opts
                 .initial_cluster
                 .iter()
@@ -164,11 +211,60 @@ impl RaftNode {
             }
         }
         let proposer = proposer::spawn(raft.clone(), flushed);
+        let forwarder = forward::spawn(network.http().clone(), PROPOSE_TIMEOUT);
+        let leader_reads = {
+            let raft = raft.clone();
+            Coalescer::spawn(move || {
+                let raft = raft.clone();
+                async move {
+                    match raft.get_read_log_id().await {
+                        Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+                        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                            Err(ProposeError::NotLeader {
+                                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                            })
+                        }
+                        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+                    }
+                }
+            })
+        };
+        let follower_reads = {
+            let raft = raft.clone();
+            let http = network.http().clone();
+            Coalescer::spawn(move || {
+                let leader = leader_of(&raft);
+                let http = http.clone();
+                async move {
+                    let Some((_, url)) = leader else {
+                        return Err(ProposeError::Unavailable("no leader".into()));
+                    };
+                    let res: Result<Result<u64, ProposeError>, ProposeError> =
+                        network::propose_remote(
+                            &http,
+                            &url,
+                            network::READ_INDEX_PATH,
+                            &(),
+                            PROPOSE_TIMEOUT,
+                        )
+                        .await;
+                    match res {
+                        Ok(r) => r,
+                        // A read changes nothing: any failure just means "try again".
+                        Err(ProposeError::Unknown(m)) => Err(ProposeError::Unavailable(m)),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+        };
         Ok(Arc::new(RaftNode {
             raft,
             id: opts.id,
             proposer,
+            forwarder,
             network,
+            leader_reads,
+            follower_reads,
         }))
     }
 
@@ -189,47 +285,181 @@ impl RaftNode {
             .map_err(|_| ProposeError::Unavailable("raft stopped".into()))?;
         match tokio::time::timeout(PROPOSE_TIMEOUT, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ProposeError::Unavailable("raft stopped".into())),
-            Err(_) => Err(ProposeError::Unavailable(
+            Ok(Err(_)) => Err(ProposeError::Unknown("raft stopped".into())),
+            Err(_) => Err(ProposeError::Unknown(
                 "timed out waiting for the write to commit".into(),
             )),
         }
     }
 
-    /// Propose `cmd` here if this member leads, else on the leader through its peer URL.
-    pub async fn propose_via_leader(&self, cmd: Command) -> Result<CmdResult, ProposeError> {
-        if self.is_leader() {
-            // Losing leadership meanwhile surfaces as `NotLeader`; the client retries.
-            return self.propose(cmd).await;
-        }
-        match self.leader() {
-            Some((_, url)) => network::propose_remote(self.network.http(), &url, &cmd)
-                .await
-                .map_err(ProposeError::Unavailable),
-            None => Err(ProposeError::Unavailable("no leader".into())),
-        }
-    }
-
-    /// Wait until a read on this member's state machine is linearizable (ReadIndex: leadership
-    /// confirmed by a quorum and everything committed before the call applied).
-    pub async fn linearize(&self) -> Result<(), ProposeError> {
-        let res = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.ensure_linearizable()).await;
-        match res {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                Err(ProposeError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-                })
-            }
-            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
-            Err(_) => Err(ProposeError::Unavailable(
-                "timed out confirming leadership".into(),
+    /// Hand `cmd` to the leader at `url` (batched with other forwarded commands).
+    async fn forward(&self, cmd: Command, url: String) -> Result<CmdResult, ProposeError> {
+        let (tx, rx) = oneshot::channel();
+        self.forwarder
+            .send(forward::Fwd {
+                cmd,
+                leader_url: url,
+                tx,
+            })
+            .await
+            .map_err(|_| ProposeError::Unavailable("raft stopped".into()))?;
+        match tokio::time::timeout(PROPOSE_TIMEOUT + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ProposeError::Unknown("forwarding stopped".into())),
+            Err(_) => Err(ProposeError::Unknown(
+                "timed out waiting for the leader".into(),
             )),
         }
     }
 
+    /// Propose `cmd` through whichever member leads: here, or forwarded to the leader. While
+    /// there is no leader, or the leader changes before accepting it, it waits and tries again
+    /// (nothing was applied in those cases) for up to [`PROPOSE_TIMEOUT`].
+    pub async fn propose_via_leader(&self, cmd: Command) -> Result<CmdResult, ProposeError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let res = match self.leader() {
+                Some((id, _)) if id == self.id => self.propose(cmd.clone()).await,
+                Some((_, url)) => self.forward(cmd.clone(), url).await,
+                None => Err(ProposeError::Unavailable("no leader".into())),
+            };
+            match res {
+                Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_))) => {
+                    if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+                        return Err(match e {
+                            ProposeError::NotLeader { .. } => {
+                                ProposeError::Unavailable("no leader".into())
+                            }
+                            e => e,
+                        });
+                    }
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The leader's read index: the log index a read must see, with leadership confirmed by a
+    /// quorum after the call (coalesced with concurrent callers).
+    pub async fn leader_read_index(&self) -> Result<u64, ProposeError> {
+        self.leader_reads.wait(PROPOSE_TIMEOUT).await
+    }
+
+    /// Wait until a read on this member's state machine is linearizable (ReadIndex): the
+    /// leader — this member, or asked by this follower — confirms its leadership with a quorum
+    /// after the call, and this member has applied everything the leader had committed.
+    pub async fn linearize(&self) -> Result<(), ProposeError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        let index = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let res = match self.leader() {
+                Some((id, _)) if id == self.id => self.leader_reads.wait(left).await,
+                Some(_) => self.follower_reads.wait(left).await,
+                None => Err(ProposeError::Unavailable("no leader".into())),
+            };
+            match res {
+                Ok(i) => break i,
+                Err(e) => {
+                    if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+                        return Err(match e {
+                            ProposeError::NotLeader { .. } => {
+                                ProposeError::Unavailable("no leader".into())
+                            }
+                            e => e,
+                        });
+                    }
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+            }
+        };
+        self.wait_applied(index, deadline).await
+    }
+
+    /// Wait until this member has applied log index `index`.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ProposeError> {
+        let mut rx = self.raft.metrics();
+        let applied = |m: &openraft::RaftMetrics<NodeId, Node>| {
+            m.last_applied.as_ref().map_or(0, |l| l.index) >= index
+        };
+        if applied(&rx.borrow()) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, rx.wait_for(applied)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ProposeError::Unavailable("raft stopped".into())),
+            Err(_) => Err(ProposeError::Unavailable(
+                "timed out catching up with the leader".into(),
+            )),
+        }
+    }
+
+    /// Add a learner (a non-voting member the leader replicates to). Returns at once; the
+    /// learner catches up in the background.
+    pub async fn add_learner(&self, id: NodeId, peer_url: &str) -> Result<(), MembershipError> {
+        self.raft
+            .add_learner(
+                id,
+                BasicNode {
+                    addr: peer_url.to_string(),
+                },
+                false,
+            )
+            .await
+            .map(|_| ())
+            .map_err(membership_error)
+    }
+
+    /// Make a learner a voter.
+    pub async fn promote(&self, id: NodeId) -> Result<(), MembershipError> {
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map(|_| ())
+            .map_err(membership_error)
+    }
+
+    /// Remove a voter or a learner from the membership.
+    pub async fn remove(&self, id: NodeId) -> Result<(), MembershipError> {
+        let st = self.status();
+        let Some(m) = st.members.iter().find(|m| m.id == id) else {
+            return Err(MembershipError::Rejected(format!(
+                "member {id:x} not found"
+            )));
+        };
+        let change = if m.is_learner {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map(|_| ())
+            .map_err(membership_error)
+    }
+
+    /// On the leader: whether learner `id` has most of the log (etcd's rule: its matched
+    /// index is at least 90% of the leader's).
+    pub fn learner_in_sync(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        matched * 10 >= last * 9
+    }
+
     pub fn status(&self) -> RaftStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics();
+        let m = m.borrow();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -246,17 +476,14 @@ impl RaftNode {
             is_leader: m.state == ServerState::Leader,
             is_learner: m.state == ServerState::Learner,
             last_log_index: m.last_log_index.unwrap_or(0),
-            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
             members,
         }
     }
 
     /// The leader's id and peer URL, if known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
-        let id = m.current_leader?;
-        let url = m.membership_config.membership().get_node(&id)?.addr.clone();
-        Some((id, url))
+        leader_of(&self.raft)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -270,12 +497,41 @@ impl RaftNode {
         (m.current_term, m.state == ServerState::Leader)
     }
 
+    pub fn http(&self) -> &reqwest::Client {
+        self.network.http()
+    }
+
+    /// Whether a leader told this member it was removed from the cluster.
+    pub fn told_removed(&self) -> bool {
+        self.network.removed()
+    }
+
+    /// On the leader, with its membership applied: whether `id` is not a member. (Only the
+    /// leader answers: a lagging follower may not know a member that was just added.)
+    pub fn is_removed_member(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+        let mc = &m.membership_config;
+        m.state == ServerState::Leader
+            && mc.log_id().as_ref().is_some_and(|l| l.index <= applied)
+            && mc.membership().get_node(&id).is_none()
+    }
+
     /// Stop Raft (the core, replication and the state machine worker).
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
     }
+}
+
+fn leader_of(raft: &Raft) -> Option<(NodeId, String)> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let id = m.current_leader?;
+    let url = m.membership_config.membership().get_node(&id)?.addr.clone();
+    Some((id, url))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Raft RPCs over HTTP/JSON: the client side (reqwest to a peer's `/raft/append`, `/raft/vote`,
 //! `/raft/snapshot`) and the server side (the peer router's handlers).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,13 +23,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Node, NodeId, TypeConfig};
-use crate::command::{CmdResult, Command};
+use crate::command::Command;
 
 /// Makes one [`PeerClient`] per target; they share one connection pool.
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    /// Set when a leader answered that this member is no longer in the cluster.
+    removed: Arc<AtomicBool>,
 }
+
+/// The status a leader answers a vote request with when the candidate is not a member.
+const REMOVED: StatusCode = StatusCode::GONE;
 
 impl Network {
     pub fn new() -> anyhow::Result<Network> {
@@ -36,11 +43,19 @@ impl Network {
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Network { http })
+        Ok(Network {
+            http,
+            removed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Whether a leader said this member was removed from the cluster.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 }
 
@@ -52,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             base: node.addr.trim_end_matches('/').to_string(),
             http: self.http.clone(),
+            removed: self.removed.clone(),
         }
     }
 }
@@ -60,6 +76,7 @@ pub struct PeerClient {
     target: NodeId,
     base: String,
     http: reqwest::Client,
+    removed: Arc<AtomicBool>,
 }
 
 impl PeerClient {
@@ -88,6 +105,11 @@ impl PeerClient {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
+        if res.status() == REMOVED {
+            self.removed.store(true, Ordering::Relaxed);
+            let e = std::io::Error::other("the leader says this member was removed");
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        }
         let body = res
             .bytes()
             .await
@@ -104,7 +126,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call("/raft/append", &rpc, option.hard_ttl()).await
+        tracing::trace!(n = rpc.entries.len(), "write path: rpc append send");
+        let r = self.call("/raft/append", &rpc, option.hard_ttl()).await;
+        tracing::trace!("write path: rpc append done");
+        r
     }
 
     async fn install_snapshot(
@@ -127,17 +152,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-/// The peer-only routes: Raft RPCs and `/raft/propose` (a member that is not the leader sends
-/// its own commands, such as publishing its client URLs, through it).
+/// The peer-only routes: Raft RPCs, `/raft/propose` (followers hand their clients' writes to
+/// the leader through it, in batches) and `/raft/read_index` (a follower's ReadIndex request).
 pub fn peer_router(node: std::sync::Arc<super::RaftNode>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
-        .route("/raft/propose", post(propose))
+        .route(PROPOSE_PATH, post(propose))
+        .route(READ_INDEX_PATH, post(read_index))
         .layer(DefaultBodyLimit::disable())
         .with_state(node)
 }
+
+pub(super) const PROPOSE_PATH: &str = "/raft/propose";
+pub(super) const READ_INDEX_PATH: &str = "/raft/read_index";
 
 type NodeState = State<std::sync::Arc<super::RaftNode>>;
 
@@ -158,7 +187,10 @@ async fn append(State(node): NodeState, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    json(&node.raft().append_entries(req).await)
+    tracing::trace!(n = req.entries.len(), "write path: append rpc received");
+    let r = node.raft().append_entries(req).await;
+    tracing::trace!("write path: append rpc answered");
+    json(&r)
 }
 
 async fn vote(State(node): NodeState, body: Bytes) -> Response {
@@ -166,6 +198,11 @@ async fn vote(State(node): NodeState, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(candidate) = req.vote.leader_id().voted_for()
+        && node.is_removed_member(candidate)
+    {
+        return (REMOVED, "member removed from the cluster").into_response();
+    }
     json(&node.raft().vote(req).await)
 }
 
@@ -177,35 +214,63 @@ async fn snapshot(State(node): NodeState, body: Bytes) -> Response {
     json(&node.raft().install_snapshot(req).await)
 }
 
+/// A batch of commands from a follower: each is proposed here (they join the same Raft entry
+/// when they can) and answered in order. Only the leader proposes; anything else answers
+/// `NotLeader` (nothing applied), so the follower can retry elsewhere.
 async fn propose(State(node): NodeState, body: Bytes) -> Response {
-    let cmd: Command = match parse(&body) {
+    let cmds: Vec<Command> = match parse(&body) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let res: Result<CmdResult, String> = node.propose(cmd).await.map_err(|e| e.to_string());
-    json(&res)
+    let results = futures::future::join_all(cmds.into_iter().map(|cmd| node.propose(cmd))).await;
+    json(&results)
 }
 
-/// Send `cmd` to the leader's `/raft/propose`.
-pub async fn propose_remote(
+/// The leader's read index for a follower: leadership confirmed by a quorum after this call
+/// arrived; the follower reads once it has applied up to it.
+async fn read_index(State(node): NodeState) -> Response {
+    json(&node.leader_read_index().await)
+}
+
+/// POST `body` to a peer's `path` and decode its answer. A connection that could not be made
+/// is `Unavailable` (nothing was sent); any later failure is `Unknown`.
+pub(super) async fn propose_remote<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
     http: &reqwest::Client,
-    leader_peer_url: &str,
-    cmd: &Command,
-) -> Result<CmdResult, String> {
+    peer_url: &str,
+    path: &str,
+    body: &Req,
+    timeout: Duration,
+) -> Result<Resp, super::ProposeError> {
+    use super::ProposeError;
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ProposeError::Unavailable(format!("encoding for {peer_url}: {e}")))?;
     let res = http
-        .post(format!(
-            "{}/raft/propose",
-            leader_peer_url.trim_end_matches('/')
-        ))
-        .json(cmd)
-        .timeout(Duration::from_secs(10))
+        .post(format!("{}{path}", peer_url.trim_end_matches('/')))
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("forwarding to the leader at {leader_peer_url}: {e}"))?;
-    let body = res
-        .bytes()
-        .await
-        .map_err(|e| format!("forwarding to the leader at {leader_peer_url}: {e}"))?;
-    serde_json::from_slice::<Result<CmdResult, String>>(&body)
-        .map_err(|e| format!("bad answer from the leader at {leader_peer_url}: {e}"))?
+        .map_err(|e| {
+            let m = format!("forwarding to the leader at {peer_url}: {e}");
+            if e.is_connect() {
+                ProposeError::Unavailable(m)
+            } else {
+                ProposeError::Unknown(m)
+            }
+        })?;
+    let status = res.status();
+    let body = res.bytes().await.map_err(|e| {
+        ProposeError::Unknown(format!("forwarding to the leader at {peer_url}: {e}"))
+    })?;
+    if !status.is_success() {
+        // The peer rejected the message before acting on it (e.g. an older member).
+        return Err(ProposeError::Unavailable(format!(
+            "the leader at {peer_url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    serde_json::from_slice::<Resp>(&body).map_err(|e| {
+        ProposeError::Unknown(format!("bad answer from the leader at {peer_url}: {e}"))
+    })
 }

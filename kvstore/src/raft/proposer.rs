@@ -75,7 +75,8 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, mut flushed: watch::Re
         let n = cmds.len();
         let flushed_at = *flushed.borrow() + 1;
         // Submitting here (not in the spawned task) keeps entries in queue order.
-        let submitted = raft.client_write_ff(Batch(cmds)).await;
+        tracing::trace!(n, "write path: proposer submits");
+        let submitted = raft.client_write_ff(Batch::new(cmds)).await;
         let (done_tx, done) = oneshot::channel();
         prev = Some(InFlight { flushed_at, done });
         tokio::spawn(async move {
@@ -83,20 +84,26 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, mut flushed: watch::Re
             let result = match submitted {
                 Ok(rx) => match rx.await {
                     Ok(Ok(resp)) => Ok(resp.data.0),
+                    // Rejected, or truncated by a new leader: never applied.
                     Ok(Err(e)) => Err(super::write_error(e)),
-                    Err(_) => Err(ProposeError::Unavailable("raft stopped".into())),
+                    // Raft stopped with the entry possibly in the log.
+                    Err(_) => Err(ProposeError::Unknown(
+                        "raft stopped before the write committed".into(),
+                    )),
                 },
+                // Not submitted at all.
                 Err(e) => Err(ProposeError::Unavailable(format!("raft: {e}"))),
             };
             let _ = done_tx.send(());
             match result {
                 Ok(results) if results.len() == n => {
+                    tracing::trace!("write path: proposer results");
                     for (tx, r) in txs.into_iter().zip(results) {
                         let _ = tx.send(Ok(r));
                     }
                 }
                 Ok(results) => {
-                    let e = ProposeError::Unavailable(format!(
+                    let e = ProposeError::Unknown(format!(
                         "state machine answered {} results for {n} commands",
                         results.len()
                     ));

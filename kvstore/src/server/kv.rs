@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use client::kv::proto::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -15,19 +14,17 @@ use crate::error::KvError;
 use crate::mvcc::{range::End, validate};
 use crate::raft::ProposeError;
 
-pub async fn range(
-    State(s): S,
-    headers: HeaderMap,
-    Body(req): Body<RangeRequest>,
-) -> Result<Response, ApiError> {
+pub async fn range(State(s): S, Body(req): Body<RangeRequest>) -> Result<Response, ApiError> {
     let kr = validate::range(&req)?;
     if !req.serializable {
         match s.node.linearize().await {
             Ok(()) => {}
-            Err(ProposeError::NotLeader { leader }) => {
-                return s.forward(&headers, "/v3/kv/range", &req, leader).await;
+            Err(ProposeError::NotLeader { .. }) => {
+                return Err(ApiError(KvError::unavailable("no leader")));
             }
-            Err(ProposeError::Unavailable(m)) => return Err(ApiError(KvError::unavailable(m))),
+            Err(ProposeError::Unavailable(m) | ProposeError::Unknown(m)) => {
+                return Err(ApiError(KvError::unavailable(m)));
+            }
         }
     }
     // One key is a few B-tree lookups; scans go to a blocking thread.
@@ -44,6 +41,7 @@ pub async fn range(
 }
 
 pub async fn put(State(s): S, Body(req): Body<PutRequest>) -> Result<Json<PutResponse>, ApiError> {
+    tracing::trace!("write path: put received");
     validate::put(&req)?;
     match s.propose(Command::Put(req)).await? {
         CmdResponse::Put(mut r) => {

@@ -1,11 +1,11 @@
 //! The client API (etcd v3 over HTTP/JSON): router, strict JSON extraction, error bodies and
 //! forwarding to the leader.
 //!
-//! Writes go through Raft from any member (a follower hands the command to the leader).
-//! Linearizable reads confirm leadership first (ReadIndex) and read locally; `serializable`
-//! reads are served locally at once. Lease keep-alives and TTL queries need the leader's timers;
-//! a follower forwards those (and linearizable reads) to the leader's peer URL, which serves
-//! this API too.
+//! Writes go through Raft from any member (a follower hands the command to the leader, batched
+//! with its other clients' writes). Linearizable reads run a ReadIndex round (on the leader, or
+//! asked of the leader by a follower) and then read locally; `serializable` reads are served
+//! locally at once. Lease keep-alives, TTL queries and membership changes need the leader; a
+//! follower forwards those requests to the leader's peer URL, which serves this API too.
 
 mod cluster;
 mod kv;
@@ -74,9 +74,9 @@ pub fn client_router(state: Arc<AppState>) -> Router {
         .route("/v3/lease/timetolive", post(lease::time_to_live))
         .route("/v3/maintenance/status", post(cluster::status))
         .route("/v3/cluster/member/list", post(cluster::member_list))
-        .route("/v3/cluster/member/add", post(cluster::not_yet))
-        .route("/v3/cluster/member/remove", post(cluster::not_yet))
-        .route("/v3/cluster/member/promote", post(cluster::not_yet))
+        .route("/v3/cluster/member/add", post(cluster::member_add))
+        .route("/v3/cluster/member/remove", post(cluster::member_remove))
+        .route("/v3/cluster/member/promote", post(cluster::member_promote))
         .route("/health", get(cluster::health))
         .fallback(|| async {
             ApiError(KvError::new(
@@ -176,6 +176,7 @@ impl AppState {
             Ok(Err(e)) => Err(ApiError(e)),
             Err(ProposeError::NotLeader { .. }) => Err(ApiError(KvError::unavailable("no leader"))),
             Err(ProposeError::Unavailable(m)) => Err(ApiError(KvError::unavailable(m))),
+            Err(ProposeError::Unknown(m)) => Err(ApiError(KvError::timeout(m))),
         }
     }
 
