@@ -1,5 +1,11 @@
-//! API discovery: `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>` and `/version`, in the
-//! legacy (non-aggregated) format kubectl falls back to when the Content-Type is plain JSON.
+//! API discovery: `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>` and `/version`.
+//!
+//! `/api` and `/apis` are served in two formats, chosen by the `Accept` header as the real API
+//! server does: clients that ask for aggregated discovery
+//! (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`, kubectl and
+//! client-go) get every group's resources in one `APIGroupDiscoveryList`, labelled so in the
+//! `Content-Type`; others get the legacy `APIVersions`/`APIGroupList` with plain
+//! `application/json`, and then read `/api/v1` and each `/apis/<group>/<version>`.
 
 use api::ResourceInfo;
 use api::resource::RESOURCES;
@@ -88,11 +94,111 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     if r.kind == "Pod" {
         out.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         out.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"]}));
+        out.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
     }
     if r.kind == "Namespace" {
         out.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
     }
     out
+}
+
+/// The media type of aggregated discovery (apidiscovery.k8s.io/v2).
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery before anything else it accepts.
+pub fn wants_aggregated(accept: &str) -> bool {
+    for alt in accept.split(',') {
+        let params: Vec<&str> = alt.split(';').map(str::trim).collect();
+        let base = params.first().copied().unwrap_or("");
+        let aggregated = base == "application/json"
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList");
+        if aggregated {
+            return true;
+        }
+        if matches!(base, "application/json" | "*/*" | "application/*") {
+            return false;
+        }
+    }
+    false
+}
+
+fn subresource(name: &str, kind: (&str, &str, &str), verbs: &[&str]) -> Value {
+    json!({"subresource": name, "responseKind": {"group": kind.0, "version": kind.1, "kind": kind.2}, "verbs": verbs})
+}
+
+fn resource_discovery(r: &ResourceInfo) -> Value {
+    let mut subs = Vec::new();
+    if r.has_status {
+        subs.push(subresource(
+            "status",
+            (r.group, r.version, r.kind),
+            &["get", "patch", "update"],
+        ));
+    }
+    if r.has_scale {
+        subs.push(subresource(
+            "scale",
+            ("autoscaling", "v1", "Scale"),
+            &["get", "patch", "update"],
+        ));
+    }
+    if r.kind == "Pod" {
+        subs.push(subresource("binding", ("", "v1", "Binding"), &["create"]));
+        subs.push(subresource(
+            "eviction",
+            ("policy", "v1", "Eviction"),
+            &["create"],
+        ));
+        subs.push(subresource("log", ("", "v1", "Pod"), &["get"]));
+    }
+    if r.kind == "Namespace" {
+        subs.push(subresource(
+            "finalize",
+            ("", "v1", "Namespace"),
+            &["update"],
+        ));
+    }
+    let mut v = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": VERBS,
+    });
+    if !r.short_names.is_empty() {
+        v["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        v["categories"] = json!(r.categories);
+    }
+    if !subs.is_empty() {
+        v["subresources"] = json!(subs);
+    }
+    v
+}
+
+/// The aggregated discovery document of `/api` (`core`) or `/apis` (every group).
+pub fn aggregated(core: bool) -> Value {
+    let groups: Vec<&str> = if core { vec![""] } else { groups() };
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == g && r.version == "v1")
+                .map(resource_discovery)
+                .collect();
+            let mut meta = json!({"creationTimestamp": null});
+            if !g.is_empty() {
+                meta["name"] = json!(g);
+            }
+            json!({"metadata": meta, "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
 /// The APIResourceList of a group-version, or None if it is not served.
@@ -151,5 +257,44 @@ mod tests {
         assert!(api_resource_list("batch", "v1").is_none());
         let groups = api_group_list();
         assert_eq!(groups["groups"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn aggregated_discovery() {
+        let kubectl =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(kubectl));
+        assert!(!wants_aggregated("application/json"));
+        assert!(!wants_aggregated(
+            "application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        ));
+        assert!(!wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
+        let core = aggregated(true);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert!(
+            pods["subresources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["subresource"] == "eviction" && s["responseKind"]["group"] == "policy")
+        );
+        let apis = aggregated(false);
+        let names: Vec<&str> = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["apps", "coordination.k8s.io"]);
     }
 }

@@ -4,22 +4,36 @@
 //! # Layout
 //! - [`server`]: the HTTP server and routing of Kubernetes paths.
 //! - [`request`]: parsing paths (`/apis/apps/v1/namespaces/x/deployments/web/scale`) and queries.
-//! - [`handlers`]: get/list, create/update/patch, delete, watch, subresources.
+//! - [`handlers`]: get/list, create/update/patch, delete, watch, subresources (binding, scale,
+//!   log, eviction, finalize).
 //! - [`strategy`]: per-kind decode, defaulting, validation and update rules.
 //! - [`storage`]: objects in the kvstore; compare-and-swap on resourceVersion.
+//! - [`cache`]: the watch cache — one kvstore watch per resource type fans out to every client
+//!   watch, and serves lists at recent resourceVersions.
+//! - [`leases`]: TTL leases for events (`--event-ttl`).
+//! - [`compaction`]: periodic kvstore compaction (`--etcd-compaction-interval`).
 //! - [`filter`]: label and field selectors.
 //! - [`patch`]: merge, JSON and strategic merge patches.
+//! - [`protobuf`]: the few protobuf request bodies kubectl sends (`create configmap`, `drain`).
 //! - [`table`]: `as=Table` responses.
-//! - [`discovery`]: `/api`, `/apis`, `/version`.
+//! - [`discovery`]: `/api`, `/apis`, `/version` (legacy and aggregated v2).
+//! - [`openapi`]: `/openapi/v3` (what `kubectl apply --validate=strict` checks).
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`bootstrap`]: the system namespaces.
 //! - [`error`]: errors as Kubernetes `Status` objects.
 
 pub mod bootstrap;
+pub mod cache;
+pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod handlers;
+pub mod leases;
+pub mod metrics;
+pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod request;
 pub mod server;
 pub mod storage;
@@ -40,10 +54,37 @@ pub struct Config {
     pub listener: std::net::TcpListener,
 }
 
-/// Serve until `shutdown` is cancelled.
+/// Tunables, with Kubernetes' defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `--etcd-compaction-interval`: compact the kvstore this often (zero: never).
+    pub compaction_interval: Duration,
+    /// `--event-ttl`: events are removed this long after their last write.
+    pub event_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            compaction_interval: Duration::from_secs(5 * 60),
+            event_ttl: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Serve until `shutdown` is cancelled, with the default [`Options`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(config, Options::default(), shutdown).await
+}
+
+/// Serve until `shutdown` is cancelled.
+pub async fn run_with(
+    config: Config,
+    options: Options,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let kv = KvClient::new(config.kvstore_servers.clone()).context("kvstore client")?;
-    let storage = storage::Storage::new(kv);
+    let storage = storage::Storage::new(kv).with_event_ttl(options.event_ttl);
     let addr = config.listener.local_addr()?;
     // Wait for the store, then make sure the system namespaces exist.
     loop {
@@ -62,8 +103,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
+    let caches = Arc::new(cache::Caches::start(&storage, &shutdown));
+    let metrics = Arc::new(metrics::Metrics::default());
+    tokio::spawn(compaction::run(
+        storage.clone(),
+        caches.clone(),
+        metrics.clone(),
+        options.compaction_interval,
+        shutdown.clone(),
+    ));
     let state = Arc::new(server::AppState {
         storage,
+        caches,
+        metrics,
         http,
         shutdown: shutdown.clone(),
         server_address: addr.to_string(),

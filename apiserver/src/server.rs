@@ -11,10 +11,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Caches;
 use crate::discovery;
 use crate::error::{ApiError, json_response};
 use crate::handlers::{self, Request};
-use crate::request::{parse_path, parse_query};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::request::{Target, flag, parse_path, parse_query};
 use crate::storage::Storage;
 
 /// Request bodies above this are refused with 413, as the real API server does.
@@ -50,6 +52,8 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 
 pub struct AppState {
     pub storage: Storage,
+    pub caches: Arc<Caches>,
+    pub metrics: Arc<Metrics>,
     /// For proxying `pods/log` to kubelets.
     pub http: reqwest::Client,
     /// Ends long-running requests (watches, log follows) at shutdown.
@@ -79,9 +83,70 @@ async fn handle(
 ) -> Response {
     let started = Instant::now();
     let path = uri.path().to_string();
+    let labels = request_labels(&method, &uri);
     let resp = route(&state, method.clone(), &uri, headers, body).await;
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    let code = resp.status().as_u16();
+    state.metrics.observe(&labels, code, started.elapsed());
+    tracing::debug!(%method, %path, status = code, ms = started.elapsed().as_millis() as u64, "request");
     resp
+}
+
+/// Kubernetes' request verb and resource labels for the metrics.
+fn request_labels(method: &Method, uri: &Uri) -> RequestLabels {
+    let path = uri.path().trim_end_matches('/');
+    let Some(t) = parse_path(path) else {
+        return RequestLabels {
+            verb: method.as_str().to_ascii_uppercase(),
+            ..Default::default()
+        };
+    };
+    let Target {
+        info, name, sub, ..
+    } = t;
+    let watch = flag(&parse_query(uri.query()), "watch");
+    // Kubernetes' `verb` label: the HTTP method, refined for reads and deletes.
+    let verb = match (method.as_str(), name.is_some()) {
+        ("GET", _) if watch => "WATCH",
+        ("GET", false) => "LIST",
+        ("DELETE", false) => "DELETECOLLECTION",
+        (m, _) => m,
+    };
+    RequestLabels {
+        verb: verb.to_ascii_uppercase(),
+        group: info.group.to_string(),
+        resource: info.plural.to_string(),
+        subresource: sub.unwrap_or_default(),
+    }
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// `/api` or `/apis`, in the format the client asked for.
+fn discovery_root(state: &AppState, core: bool, headers: &HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(headers)) {
+        let mut r = json_response(StatusCode::OK, &discovery::aggregated(core));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+        );
+        r.headers_mut()
+            .insert(header::VARY, axum::http::HeaderValue::from_static("Accept"));
+        return r;
+    }
+    let body = if core {
+        discovery::api_versions(&state.server_address)
+    } else {
+        discovery::api_group_list()
+    };
+    let mut r = json_response(StatusCode::OK, &body);
+    r.headers_mut()
+        .insert(header::VARY, axum::http::HeaderValue::from_static("Accept"));
+    r
 }
 
 async fn route(
@@ -105,14 +170,41 @@ async fn route(
             };
         }
         (Method::GET, "/version") => return ok(discovery::version()),
-        (Method::GET, "/api") => return ok(discovery::api_versions(&state.server_address)),
-        (Method::GET, "/apis") => return ok(discovery::api_group_list()),
+        (Method::GET, "/api") => return discovery_root(state, true, &headers),
+        (Method::GET, "/apis") => return discovery_root(state, false, &headers),
+        (Method::GET, "/metrics") => {
+            return (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                state.metrics.render(&state.caches),
+            )
+                .into_response();
+        }
+        (Method::GET, "/openapi/v3") => return ok(crate::openapi::index()),
         (Method::GET, "/api/v1") => {
             return discovery::api_resource_list("", "v1")
                 .map(ok)
                 .unwrap_or_else(|| ApiError::path_not_found(path).into_response());
         }
         _ => {}
+    }
+    if method == Method::GET
+        && let Some(key) = path.strip_prefix("/openapi/v3/")
+    {
+        return match crate::openapi::document(key) {
+            Some(doc) => {
+                let mut r = (StatusCode::OK, doc.to_vec()).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            None => ApiError::path_not_found(path).into_response(),
+        };
     }
     if method == Method::GET {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();

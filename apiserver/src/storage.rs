@@ -2,6 +2,7 @@
 //! resourceVersion is the key's mod_revision. Every write is a compare-and-swap on that revision,
 //! so concurrent writers can never lose each other's changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::ResourceInfo;
@@ -10,10 +11,13 @@ use client::kv::{KvClient, KvError};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::leases::LeaseManager;
 
 #[derive(Clone)]
 pub struct Storage {
     kv: KvClient,
+    /// Events are written with a lease so the kvstore removes them after `--event-ttl`.
+    event_leases: Option<Arc<LeaseManager>>,
 }
 
 /// An object as read from storage, with its revision.
@@ -77,9 +81,40 @@ fn encode(obj: &Value) -> ApiResult<String> {
     serde_json::to_string(&o).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// Where events live; their keys get a TTL lease.
+const EVENTS_PREFIX: &str = "/registry/events/";
+
 impl Storage {
     pub fn new(kv: KvClient) -> Self {
-        Storage { kv }
+        Storage {
+            kv,
+            event_leases: None,
+        }
+    }
+
+    /// Attach every event written to a lease of `ttl` (Kubernetes' `--event-ttl`).
+    pub fn with_event_ttl(mut self, ttl: Duration) -> Self {
+        self.event_leases = Some(Arc::new(LeaseManager::new(ttl)));
+        self
+    }
+
+    /// The lease a write of `key` carries (0 for none).
+    async fn lease_for(&self, key: &str) -> ApiResult<i64> {
+        match &self.event_leases {
+            Some(m) if key.starts_with(EVENTS_PREFIX) => m.lease(&self.kv).await,
+            _ => Ok(0),
+        }
+    }
+
+    /// A write failed because its lease is gone (expired early, or revoked): forget it.
+    fn lease_failed(&self, e: &KvError) -> bool {
+        match &self.event_leases {
+            Some(m) if e.code() == Some(ErrorCode::LeaseNotFound) => {
+                m.forget();
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn kv(&self) -> &KvClient {
@@ -129,56 +164,114 @@ impl Storage {
         Ok((out, rev, resp.more))
     }
 
-    /// Create if absent. `Ok(None)` when the key already exists.
-    pub async fn create(&self, key: &str, obj: &Value, lease: i64) -> ApiResult<Option<Stored>> {
-        let value = encode(obj)?;
-        let txn = TxnRequest {
-            compare: vec![Compare::mod_revision(key, CompareResult::Equal, 0)],
-            success: vec![RequestOp::Put(PutRequest {
-                key: key.to_string(),
-                value,
-                lease,
-                prev_kv: false,
-            })],
-            failure: vec![],
-        };
-        let resp = self.kv.txn(&txn).await?;
-        if !resp.succeeded {
-            return Ok(None);
+    /// Up to `limit` objects (0: all) under a prefix that `keep` accepts, from key `start`
+    /// (inclusive), at `revision` (0 = latest): pages are read until the limit is filled, as
+    /// Kubernetes' storage does for selector lists. Returns the objects, the revision read at,
+    /// and the key the next page starts from when more remain.
+    pub async fn list_matching(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: usize,
+        keep: impl Fn(&Value) -> bool,
+    ) -> ApiResult<(Vec<Value>, i64, Option<String>)> {
+        let mut out = Vec::new();
+        let mut from = start.unwrap_or(prefix).to_string();
+        let mut rev = revision;
+        loop {
+            let page_size = if limit == 0 {
+                0
+            } else {
+                (limit - out.len()).max(100)
+            };
+            let resp = self
+                .kv
+                .range(&RangeRequest {
+                    key: from.clone(),
+                    range_end: Some(prefix_end(prefix)),
+                    limit: page_size as i64,
+                    revision: rev,
+                    ..Default::default()
+                })
+                .await?;
+            if rev == 0 {
+                rev = resp.header.revision;
+            }
+            let n = resp.kvs.len();
+            for (i, kv) in resp.kvs.iter().enumerate() {
+                let obj = decode(kv, kv.mod_revision)?;
+                if keep(&obj) {
+                    out.push(obj);
+                }
+                if limit > 0 && out.len() >= limit {
+                    let more = i + 1 < n || resp.more;
+                    return Ok((out, rev, more.then(|| format!("{}\0", kv.key))));
+                }
+            }
+            match resp.kvs.last() {
+                Some(last) if resp.more => from = format!("{}\0", last.key),
+                _ => return Ok((out, rev, None)),
+            }
         }
-        let rev = resp.header.revision;
-        let mut obj = obj.clone();
-        set_resource_version(&mut obj, rev);
-        Ok(Some(Stored {
-            obj,
-            mod_revision: rev,
-        }))
+    }
+
+    /// Create if absent. `Ok(None)` when the key already exists. `lease` 0 means the key's
+    /// default (a TTL lease for events, none otherwise).
+    pub async fn create(&self, key: &str, obj: &Value, lease: i64) -> ApiResult<Option<Stored>> {
+        self.put_if(key, obj, 0, lease).await
     }
 
     /// Write if the key is still at `expected` revision. `Ok(None)` when it moved (or vanished).
     pub async fn update(&self, key: &str, obj: &Value, expected: i64) -> ApiResult<Option<Stored>> {
+        self.put_if(key, obj, expected, 0).await
+    }
+
+    /// Put `obj` if the key's mod_revision is `expected` (0: absent).
+    async fn put_if(
+        &self,
+        key: &str,
+        obj: &Value,
+        expected: i64,
+        lease: i64,
+    ) -> ApiResult<Option<Stored>> {
         let value = encode(obj)?;
-        let txn = TxnRequest {
-            compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
-            success: vec![RequestOp::Put(PutRequest {
-                key: key.to_string(),
-                value,
-                lease: 0,
-                prev_kv: false,
-            })],
-            failure: vec![],
-        };
-        let resp = self.kv.txn(&txn).await?;
-        if !resp.succeeded {
-            return Ok(None);
+        let mut retried = false;
+        loop {
+            let lease = if lease != 0 {
+                lease
+            } else {
+                self.lease_for(key).await?
+            };
+            let txn = TxnRequest {
+                compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
+                success: vec![RequestOp::Put(PutRequest {
+                    key: key.to_string(),
+                    value: value.clone(),
+                    lease,
+                    prev_kv: false,
+                })],
+                failure: vec![],
+            };
+            let resp = match self.kv.txn(&txn).await {
+                Ok(r) => r,
+                Err(e) if !retried && self.lease_failed(&e) => {
+                    retried = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !resp.succeeded {
+                return Ok(None);
+            }
+            let rev = resp.header.revision;
+            let mut obj = obj.clone();
+            set_resource_version(&mut obj, rev);
+            return Ok(Some(Stored {
+                obj,
+                mod_revision: rev,
+            }));
         }
-        let rev = resp.header.revision;
-        let mut obj = obj.clone();
-        set_resource_version(&mut obj, rev);
-        Ok(Some(Stored {
-            obj,
-            mod_revision: rev,
-        }))
     }
 
     /// Delete if the key is still at `expected`. Returns the deletion's revision, or None if it moved.
@@ -230,11 +323,12 @@ impl Storage {
         }
     }
 
-    /// A watch on a prefix from `start_revision`, with previous values.
+    /// A watch on a prefix from `start_revision`, with progress notifications.
     pub async fn watch(
         &self,
         prefix: &str,
         start_revision: i64,
+        prev_kv: bool,
     ) -> Result<impl futures::Stream<Item = Result<WatchResponse, KvError>> + Send + use<>, KvError>
     {
         self.kv
@@ -243,7 +337,7 @@ impl Storage {
                 range_end: Some(prefix_end(prefix)),
                 prefix: false,
                 start_revision,
-                prev_kv: true,
+                prev_kv,
                 progress_notify: true,
             })
             .await

@@ -270,10 +270,9 @@ impl Strategy {
                 let qos = qos_class(v);
                 v["status"] = json!({"phase": "Pending", "qosClass": qos});
             }
+            // Kubernetes resets status to its zero value: `"status": {}` on the wire.
             "Deployment" | "ReplicaSet" => {
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("status");
-                }
+                v["status"] = json!({});
             }
             "Namespace" => {
                 v["status"] = json!({"phase": "Active"});

@@ -1,6 +1,8 @@
 //! The API server's Kubernetes semantics, against the real kvstore and apiserver binaries:
 //! status codes and `Status` bodies, optimistic concurrency, watch resume, subresources,
-//! graceful deletion, patches, and bad input that writes nothing.
+//! graceful deletion, patches, and bad input that writes nothing; the watch cache (many
+//! watchers, one kvstore watch; consistent lists), compaction and 410 Expired, event TTLs,
+//! evictions, protobuf bodies, OpenAPI, aggregated discovery and metrics.
 
 use std::time::Duration;
 
@@ -15,8 +17,12 @@ struct Http {
 
 impl Http {
     fn new(cp: &ControlPlane) -> Self {
+        Self::at(&cp.server)
+    }
+
+    fn at(base: &str) -> Self {
         Http {
-            base: cp.server.clone(),
+            base: base.to_string(),
             c: reqwest::Client::builder().no_proxy().build().unwrap(),
         }
     }
@@ -514,4 +520,568 @@ async fn discovery_and_tables() {
     assert_eq!(t["kind"], "Table");
     assert_eq!(t["columnDefinitions"][0]["name"], "Name");
     assert!(t["metadata"]["resourceVersion"].is_string());
+}
+
+/// A kvstore and an API server started with extra flags (`--etcd-compaction-interval`, …).
+struct Custom {
+    _dir: tempfile::TempDir,
+    _kv: testkit::Proc,
+    api: testkit::Proc,
+    kv_url: String,
+    server: String,
+}
+
+async fn start_with(flags: &[&str]) -> Custom {
+    let dir = tempfile::tempdir().unwrap();
+    let (kv, kv_url) = testkit::start_kvstore(dir.path(), "kv");
+    let port = testkit::free_port();
+    let mut args = vec![
+        "--kvstore-servers".to_string(),
+        kv_url.clone(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let api = testkit::Proc::start("apiserver", "apiserver", &args, dir.path(), &[]);
+    let server = format!("http://127.0.0.1:{port}");
+    let readyz = format!("{server}/readyz");
+    testkit::wait_for("apiserver /readyz", testkit::DEFAULT_TIMEOUT, || {
+        testkit::http_get(&readyz)
+    })
+    .await;
+    Custom {
+        _dir: dir,
+        _kv: kv,
+        api,
+        kv_url,
+        server,
+    }
+}
+
+/// The value of one metric line (`name{labels}`) in `/metrics`.
+async fn metric(h: &Http, series: &str) -> Option<f64> {
+    let text =
+        h.c.get(format!("{}/metrics", h.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The id the kvstore gives a new watch (ids are sequential): opening one before and after
+/// shows how many watches were opened in between, by anyone.
+async fn next_kv_watch_id(kv_url: &str) -> i64 {
+    let kv = client::kv::KvClient::new(vec![kv_url.to_string()]).unwrap();
+    let stream = kv
+        .watch(&client::kv::proto::WatchCreateRequest {
+            key: "/probe".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = Box::pin(stream).next().await.unwrap().unwrap();
+    assert!(first.created);
+    first.watch_id
+}
+
+/// Read watch events from a streaming response until `n` arrived.
+async fn events(resp: reqwest::Response, n: usize) -> Vec<api::meta::WatchEvent<Value>> {
+    let evs: Vec<_> =
+        client::ndjson::decode::<api::meta::WatchEvent<Value>, _, _>(resp.bytes_stream())
+            .take(n)
+            .collect()
+            .await;
+    evs.into_iter().map(|e| e.unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_share_one_kvstore_watch() {
+    let cp = ControlPlane::start().await;
+    let h = Http::new(&cp);
+    testkit::wait_for(
+        "the pods cache to watch",
+        testkit::DEFAULT_TIMEOUT,
+        || async {
+            (metric(
+                &h,
+                "apiserver_watch_cache_kvstore_watches_total{resource=\"pods\"}",
+            )
+            .await?
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let before = next_kv_watch_id(&cp.kv_url).await;
+
+    const WATCHERS: usize = 60;
+    let pods = "/api/v1/namespaces/default/pods";
+    let mut streams = Vec::new();
+    for i in 0..WATCHERS {
+        // A mix of what clients do: informers (rv from a list), kubectl get -w (rv=0), watch-list.
+        let q = match i % 3 {
+            0 => "watch=true&resourceVersion=0&timeoutSeconds=60".to_string(),
+            1 => {
+                let (_, list) = h.get(pods).await;
+                format!(
+                    "watch=true&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds=60",
+                    list["metadata"]["resourceVersion"].as_str().unwrap()
+                )
+            }
+            _ => "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=60".to_string(),
+        };
+        let resp =
+            h.c.get(format!("{}{pods}?{q}", h.base))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push((i % 3, resp));
+    }
+    testkit::wait_for(
+        "every watcher registered",
+        testkit::DEFAULT_TIMEOUT,
+        || async {
+            (metric(
+                &h,
+                "apiserver_registered_watchers{group=\"\",kind=\"Pod\",version=\"v1\"}",
+            )
+            .await?
+                >= WATCHERS as f64)
+                .then_some(())
+        },
+    )
+    .await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fanout"},
+                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, _) = h.json("POST", pods, pod).await;
+    assert_eq!(code, 201);
+    let mut got = 0;
+    for (kind, resp) in streams {
+        // Watch-list streams begin with the initial-events-end bookmark (no pods yet).
+        let n = if kind == 2 { 2 } else { 1 };
+        let evs = events(resp, n).await;
+        let last = evs.last().unwrap();
+        assert_eq!(
+            (
+                last.type_.as_str(),
+                last.object["metadata"]["name"].as_str()
+            ),
+            ("ADDED", Some("fanout")),
+            "{evs:?}"
+        );
+        got += 1;
+    }
+    assert_eq!(got, WATCHERS);
+    let after = next_kv_watch_id(&cp.kv_url).await;
+    assert_eq!(
+        after - before - 1,
+        0,
+        "{WATCHERS} client watches opened no kvstore watch: the cache's one serves them all"
+    );
+    assert_eq!(
+        metric(
+            &h,
+            "apiserver_watch_cache_kvstore_watches_total{resource=\"pods\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_from_the_cache_are_consistent_and_paginate() {
+    let cp = ControlPlane::start().await;
+    let h = Http::new(&cp);
+    // Read-your-writes: a list right after a write (no resourceVersion) always has it.
+    for i in 0..15 {
+        let (code, created) = h.json("POST", CMS, cm(&format!("c{i:02}"))).await;
+        assert_eq!(code, 201);
+        let (_, list) = h.get(CMS).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), i + 1, "{list}");
+        assert!(
+            list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+                >= created["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+        );
+        // resourceVersion=N (not older than N) too.
+        let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+        let (_, list) = h.get(&format!("{CMS}?resourceVersion={rv}")).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), i + 1);
+    }
+    assert!(
+        metric(&h, "apiserver_list_served_total{source=\"cache\"}")
+            .await
+            .unwrap()
+            >= 30.0
+    );
+
+    // Pages of 4 with a selector, the first from the cache, the rest from the store at the
+    // same revision: nothing missed, nothing twice, even with writes in between.
+    for i in 0..15 {
+        if i % 2 == 0 {
+            let mut c = cm(&format!("c{i:02}"));
+            c["metadata"]["labels"] = json!({"even": "yes"});
+            let (_, cur) = h.get(&format!("{CMS}/c{i:02}")).await;
+            c["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+            let (code, _) = h.json("PUT", &format!("{CMS}/c{i:02}"), c).await;
+            assert_eq!(code, 200);
+        }
+    }
+    let mut names = vec![];
+    let mut url = format!("{CMS}?labelSelector=even%3Dyes&limit=3");
+    let mut first_rv = None;
+    loop {
+        let (code, page) = h.get(&url).await;
+        assert_eq!(code, 200, "{page}");
+        let rv = page["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            first_rv.get_or_insert(rv.clone()),
+            &rv,
+            "one revision for every page"
+        );
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 3);
+        names.extend(
+            items
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(c) => {
+                h.json("POST", CMS, cm(&format!("late{}", names.len())))
+                    .await;
+                url = format!("{CMS}?labelSelector=even%3Dyes&limit=3&continue={c}");
+            }
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..15)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("c{i:02}"))
+        .collect();
+    assert_eq!(names, want);
+
+    // A resourceVersion from the future: 504 Too large resource version.
+    let (_, list) = h.get(CMS).await;
+    let future = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        + 1000;
+    let (code, s) = h.get(&format!("{CMS}?resourceVersion={future}")).await;
+    assert_eq!((code, s["reason"].as_str()), (504, Some("Timeout")), "{s}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too large resource version"),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_makes_old_revisions_expire() {
+    let c = start_with(&["--etcd-compaction-interval", "1s"]).await;
+    let h = Http::at(&c.server);
+    let (_, a) = h.json("POST", CMS, cm("old")).await;
+    let rv: i64 = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for v in ["1", "2", "3"] {
+        h.send(
+            "PATCH",
+            &format!("{CMS}/old"),
+            "application/merge-patch+json",
+            Some(json!({"data": {"k": v}}).to_string()),
+        )
+        .await;
+    }
+    testkit::wait_for(
+        "a compaction past the ConfigMap's first revision",
+        testkit::DEFAULT_TIMEOUT,
+        || async {
+            (metric(&h, "apiserver_storage_compacted_revision").await? > (rv + 1) as f64)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        metric(&h, "apiserver_storage_compactions_total")
+            .await
+            .unwrap()
+            >= 1.0
+    );
+
+    // A watch from there: an ERROR event with 410 Expired, then the stream ends.
+    let resp =
+        h.c.get(format!("{}{CMS}?watch=true&resourceVersion={rv}", h.base))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 200);
+    let evs = events(resp, 1).await;
+    assert_eq!(evs[0].type_, "ERROR");
+    assert_eq!(
+        (
+            evs[0].object["code"].as_i64(),
+            evs[0].object["reason"].as_str()
+        ),
+        (Some(410), Some("Expired")),
+        "{:?}",
+        evs[0]
+    );
+    assert!(
+        evs[0].object["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too old resource version"),
+        "{:?}",
+        evs[0]
+    );
+    // An exact list at that revision: 410 too.
+    let (code, s) = h
+        .get(&format!(
+            "{CMS}?resourceVersion={rv}&resourceVersionMatch=Exact"
+        ))
+        .await;
+    assert_eq!((code, s["reason"].as_str()), (410, Some("Expired")), "{s}");
+    // A watch from now is fine.
+    let (_, list) = h.get(CMS).await;
+    let now = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp =
+        h.c.get(format!(
+            "{}{CMS}?watch=true&resourceVersion={now}&timeoutSeconds=30",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    h.json("POST", CMS, cm("new")).await;
+    let evs = events(resp, 1).await;
+    assert_eq!(
+        (
+            evs[0].type_.as_str(),
+            evs[0].object["metadata"]["name"].as_str()
+        ),
+        ("ADDED", Some("new"))
+    );
+    drop(c.api);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_expire_after_the_event_ttl() {
+    let c = start_with(&["--event-ttl", "3s"]).await;
+    let h = Http::at(&c.server);
+    let evs = "/api/v1/namespaces/default/events";
+    let event = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+               "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+               "reason": "Tested", "message": "m", "type": "Normal", "count": 1,
+               "eventTime": "2026-01-02T03:04:05.123456Z", "reportingComponent": "t", "reportingInstance": "t"})
+    };
+    let (code, created) = h.json("POST", evs, event("e1")).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["eventTime"], "2026-01-02T03:04:05.123456Z");
+    h.json("POST", evs, event("e2")).await;
+    // An update (as the event recorder's count bumps) keeps a TTL too.
+    let mut upd = created.clone();
+    upd["count"] = json!(2);
+    let (code, _) = h.json("PUT", &format!("{evs}/e1"), upd).await;
+    assert_eq!(code, 200);
+    let kv = client::kv::KvClient::new(vec![c.kv_url.clone()]).unwrap();
+    let (stored, _) = kv.get("/registry/events/default/e1").await.unwrap();
+    assert_ne!(
+        stored.unwrap().lease,
+        0,
+        "the event key is attached to a lease"
+    );
+    let (stored, _) = kv.get("/registry/configmaps/default/none").await.unwrap();
+    assert!(stored.is_none());
+    let started = std::time::Instant::now();
+    testkit::wait_for(
+        "both events to expire",
+        testkit::DEFAULT_TIMEOUT,
+        || async {
+            let (_, list) = h.get(evs).await;
+            list["items"].as_array()?.is_empty().then_some(())
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the TTL"
+    );
+    let (code, _) = h.get(&format!("{evs}/e1")).await;
+    assert_eq!(code, 404);
+    // Other kinds never expire.
+    let (code, _) = h.json("POST", CMS, cm("stays")).await;
+    assert_eq!(code, 201);
+    let (stored, _) = kv.get("/registry/configmaps/default/stays").await.unwrap();
+    assert_eq!(stored.unwrap().lease, 0);
+}
+
+#[tokio::test]
+async fn eviction_and_protobuf_bodies() {
+    use prost::Message;
+    let cp = ControlPlane::start().await;
+    let h = Http::new(&cp);
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ev"},
+                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    h.json("POST", pods, pod).await;
+    let bind = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "ev"}, "target": {"kind": "Node", "name": "n1"}});
+    h.json("POST", &format!("{pods}/ev/binding"), bind).await;
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "ev", "namespace": "default"},
+                          "deleteOptions": {"gracePeriodSeconds": 7}});
+    let (code, s) = h
+        .json("POST", &format!("{pods}/ev/eviction"), eviction)
+        .await;
+    assert_eq!((code, s["status"].as_str()), (201, Some("Success")), "{s}");
+    let (_, p) = h.get(&format!("{pods}/ev")).await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 7);
+    let (code, _) = h
+        .json(
+            "POST",
+            &format!("{pods}/nope/eviction"),
+            json!({"metadata": {"name": "nope"}}),
+        )
+        .await;
+    assert_eq!(code, 404);
+
+    // `kubectl create configmap` sends protobuf: magic, runtime.Unknown, ConfigMap.
+    let cm = apiserver::protobuf::ConfigMap {
+        metadata: Some(apiserver::protobuf::ObjectMeta {
+            name: Some("proto".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        }),
+        data: [("k".to_string(), "v".to_string())].into(),
+        binary_data: Default::default(),
+        immutable: None,
+    };
+    let mut body = b"k8s\0".to_vec();
+    apiserver::protobuf::Unknown {
+        type_meta: Some(apiserver::protobuf::TypeMeta {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+        }),
+        raw: Some(cm.encode_to_vec()),
+        content_encoding: None,
+        content_type: None,
+    }
+    .encode(&mut body)
+    .unwrap();
+    let resp =
+        h.c.post(format!("{}{CMS}", h.base))
+            .header("Content-Type", "application/vnd.kubernetes.protobuf")
+            .header(
+                "Accept",
+                "application/vnd.kubernetes.protobuf,application/json",
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(created["data"]["k"], "v");
+    assert_eq!(created["kind"], "ConfigMap");
+}
+
+#[tokio::test]
+async fn openapi_discovery_and_metrics_for_kubectl() {
+    let cp = ControlPlane::start().await;
+    let h = Http::new(&cp);
+    let (code, idx) = h.get("/openapi/v3").await;
+    assert_eq!(code, 200);
+    let url = idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, doc) = h.get(&url).await;
+    assert_eq!(code, 200);
+    let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "Deployment"
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation")
+    );
+    let (code, _) = h.get("/openapi/v2").await;
+    assert_eq!(code, 404);
+
+    // Aggregated discovery when asked for it (as kubectl does), legacy otherwise.
+    let resp = h
+        .c
+        .get(format!("{}/apis", h.base))
+        .header(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let agg: Value = resp.json().await.unwrap();
+    assert_eq!(agg["kind"], "APIGroupDiscoveryList");
+    let (_, legacy) = h.get("/apis").await;
+    assert_eq!(legacy["kind"], "APIGroupList");
+    let (_, core) = h.get("/api/v1").await;
+    assert!(
+        core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "pods/eviction" && r["group"] == "policy")
+    );
+
+    h.get(CMS).await;
+    h.get(&format!("{CMS}/missing")).await;
+    let resp = h.c.get(format!("{}/metrics", h.base)).send().await.unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("apiserver_request_total{code=\"200\",group=\"\",resource=\"configmaps\",subresource=\"\",verb=\"LIST\",version=\"v1\"}"), "{text}");
+    assert!(text.contains("apiserver_request_total{code=\"404\",group=\"\",resource=\"configmaps\",subresource=\"\",verb=\"GET\",version=\"v1\"} 1"), "{text}");
+    assert!(text.contains("apiserver_request_duration_seconds_bucket{"));
+    assert!(
+        text.contains("apiserver_storage_objects{resource=\"namespaces\"} 4"),
+        "{text}"
+    );
 }

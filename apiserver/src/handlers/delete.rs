@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Request, object_response, success_status, write::ready_to_delete};
+use crate::request::Target;
 use crate::server::AppState;
 use crate::storage::{self, Update};
 
@@ -15,7 +16,7 @@ fn options(req: &Request) -> ApiResult<DeleteOptions> {
     let mut opts: DeleteOptions = if req.body.is_empty() {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(&req.body)
+        serde_json::from_value(req.json_body()?)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     if let Some(g) = req.q("gracePeriodSeconds") {
@@ -27,6 +28,11 @@ fn options(req: &Request) -> ApiResult<DeleteOptions> {
     if let Some(p) = req.q("propagationPolicy") {
         opts.propagation_policy = Some(p.to_string());
     }
+    check_options(&opts)?;
+    Ok(opts)
+}
+
+pub fn check_options(opts: &DeleteOptions) -> ApiResult<()> {
     if let Some(p) = &opts.propagation_policy
         && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
     {
@@ -34,7 +40,7 @@ fn options(req: &Request) -> ApiResult<DeleteOptions> {
             "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
         )));
     }
-    Ok(opts)
+    Ok(())
 }
 
 /// The grace period a deletion gets: pods running on a node get theirs, everything else 0.
@@ -136,10 +142,20 @@ fn mark_for_deletion(kind: &str, cur: &Value, opts: &DeleteOptions) -> Update {
 }
 
 pub async fn delete(state: &AppState, req: &Request) -> ApiResult<Response> {
-    let t = &req.target;
+    let opts = options(req)?;
+    let dry_run = req.dry_run() || opts.dry_run.iter().any(|d| d == "All");
+    delete_with(state, &req.target, &opts, dry_run).await
+}
+
+/// Delete one object with these options (DELETE, and evictions).
+pub async fn delete_with(
+    state: &AppState,
+    t: &Target,
+    opts: &DeleteOptions,
+    dry_run: bool,
+) -> ApiResult<Response> {
     let name = t.name.clone().unwrap_or_default();
     let key = storage::key(t.info, t.namespace.as_deref().unwrap_or_default(), &name);
-    let opts = options(req)?;
     let mut missing = false;
     let mut last: Option<Value> = None;
     let res = state
@@ -168,10 +184,10 @@ pub async fn delete(state: &AppState, req: &Request) -> ApiResult<Response> {
                 }
             }
             last = Some(cur.obj.clone());
-            if req.dry_run() {
+            if dry_run {
                 return Ok(Update::Noop);
             }
-            Ok(mark_for_deletion(t.info.kind, &cur.obj, &opts))
+            Ok(mark_for_deletion(t.info.kind, &cur.obj, opts))
         })
         .await?;
     if missing {
@@ -179,7 +195,7 @@ pub async fn delete(state: &AppState, req: &Request) -> ApiResult<Response> {
     }
     match res {
         // Still there: graceful deletion or finalizers pending.
-        Some(s) if !req.dry_run() => Ok(object_response(StatusCode::OK, &s.obj, &[])),
+        Some(s) if !dry_run => Ok(object_response(StatusCode::OK, &s.obj, &[])),
         _ => {
             let obj = last.unwrap_or(Value::Null);
             tracing::debug!(kind = t.info.kind, %name, "deleted");

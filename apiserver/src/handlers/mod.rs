@@ -42,12 +42,14 @@ impl Request {
             .unwrap_or("application/json")
     }
 
-    /// The body as JSON (YAML accepted too, as the real API server does).
+    /// The body as JSON (YAML accepted too, as the real API server does, and the protobuf
+    /// bodies kubectl's typed clients send for a few kinds).
     pub fn json_body(&self) -> ApiResult<Value> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request("the request body is empty"));
         }
         match self.content_type() {
+            crate::protobuf::CONTENT_TYPE => crate::protobuf::decode(&self.body),
             "application/yaml" | "application/x-yaml" => serde_yaml::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("error parsing YAML body: {e}"))),
             "application/json"
@@ -103,6 +105,9 @@ pub async fn dispatch(state: &AppState, req: Request) -> ApiResult<Response> {
         },
         (&Method::POST, true, Some("binding")) if t.info.kind == "Pod" => {
             subresource::bind(state, &req).await
+        }
+        (&Method::POST, true, Some("eviction")) if t.info.kind == "Pod" => {
+            subresource::evict(state, &req).await
         }
         (m, true, Some("scale")) if t.info.has_scale => match *m {
             Method::GET => subresource::get_scale(state, &req).await,

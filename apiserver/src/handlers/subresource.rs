@@ -68,6 +68,51 @@ pub async fn bind(state: &AppState, req: &Request) -> ApiResult<Response> {
     Ok(json_response(StatusCode::CREATED, &status))
 }
 
+/// `POST pods/NAME/eviction` (policy/v1 Eviction, what `kubectl drain` sends): delete the pod
+/// gracefully with the eviction's delete options. kube-lite has no PodDisruptionBudgets, so
+/// every eviction is allowed; a pod already terminating is left to finish.
+pub async fn evict(state: &AppState, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let name = t.name.clone().unwrap_or_default();
+    let body = req.json_body()?;
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("");
+    let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if (!kind.is_empty() && kind != "Eviction")
+        || (!av.is_empty() && !matches!(av, "policy/v1" | "policy/v1beta1"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body of the request must be a policy/v1 Eviction, not {av} {kind}"
+        )));
+    }
+    let body_name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {name:?} vs {body_name:?}"
+        )));
+    }
+    let opts: api::meta::DeleteOptions = match body.get("deleteOptions") {
+        Some(d) if !d.is_null() => serde_json::from_value(d.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid deleteOptions: {e}")))?,
+        _ => Default::default(),
+    };
+    crate::handlers::delete::check_options(&opts)?;
+    let key = storage::key(t.info, t.namespace.as_deref().unwrap_or_default(), &name);
+    let pod = state
+        .storage
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(t.info, &name))?;
+    let dry_run = req.dry_run() || opts.dry_run.iter().any(|d| d == "All");
+    if pod.obj.pointer("/metadata/deletionTimestamp").is_none() {
+        crate::handlers::delete::delete_with(state, t, &opts, dry_run).await?;
+    }
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(json_response(StatusCode::CREATED, &status))
+}
+
 fn scale_of(obj: &Value, info: &api::ResourceInfo) -> ApiResult<Value> {
     let selector: api::meta::LabelSelector =
         serde_json::from_value(obj.pointer("/spec/selector").cloned().unwrap_or(json!({})))

@@ -1,10 +1,22 @@
-//! `?watch=true`: a chunked stream of newline-delimited `{"type": …, "object": …}` events.
+//! `?watch=true`: a chunked stream of newline-delimited `{"type": …, "object": …}` events,
+//! served from the watch cache (one kvstore watch per resource type, whatever the number of
+//! client watches).
 //!
-//! Starts from `resourceVersion` (events after it), or — with no resourceVersion, `"0"`, or
-//! `sendInitialEvents=true` — with the current objects as ADDED events first (then, for
-//! watch-list, a BOOKMARK carrying `k8s.io/initial-events-end`). A selector change moves an object
-//! in or out of view as ADDED/DELETED, as the real API server does.
+//! Where it starts, as Kubernetes:
+//! - `resourceVersion` unset: the current objects (a consistent read: the cache first catches up
+//!   with the store) as ADDED events, then changes;
+//! - `"0"`: the cache's current objects as ADDED, then changes;
+//! - `N`: the changes after N (`410 Expired` as an ERROR event when N is older than the history);
+//! - `sendInitialEvents=true` (watch-list; needs `resourceVersionMatch=NotOlderThan` and
+//!   `allowWatchBookmarks`): the objects at a revision not older than N (or the current one) as
+//!   ADDED, then a BOOKMARK annotated `k8s.io/initial-events-end`, then changes;
+//!   `sendInitialEvents=false`: changes only.
+//!
+//! A selector change moves an object in or out of view as ADDED/DELETED, as the real API
+//! server does; BOOKMARKs (with `allowWatchBookmarks`) come from the store's progress
+//! notifications.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use api::ResourceInfo;
@@ -12,10 +24,10 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use client::kv::proto::{EventType, WatchResponse};
-use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 
+use crate::cache::{CacheEvent, Msg};
 use crate::error::{ApiError, ApiResult};
 use crate::filter::Filter;
 use crate::handlers::Request;
@@ -24,25 +36,35 @@ use crate::server::AppState;
 use crate::storage;
 use crate::table::{TableRequest, wants_table};
 
+/// How long a watch waits for the cache to reach its resourceVersion (Kubernetes' 3 s).
+pub const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How a watch renders objects: as they are, or as one-row Tables (`kubectl get -w`).
-struct Render {
-    info: &'static ResourceInfo,
-    table: Option<TableRequest>,
+pub struct Render {
+    pub info: &'static ResourceInfo,
+    pub table: Option<TableRequest>,
 }
 
 impl Render {
-    fn line(&self, type_: &str, obj: &Value) -> Bytes {
-        let object = match &self.table {
-            Some(t) if type_ != "ERROR" && type_ != "BOOKMARK" => t.one(self.info, obj),
-            _ => obj.clone(),
+    pub fn line(&self, type_: &str, obj: &Value) -> Bytes {
+        let mut s = Vec::with_capacity(256);
+        s.extend_from_slice(b"{\"type\":\"");
+        s.extend_from_slice(type_.as_bytes());
+        s.extend_from_slice(b"\",\"object\":");
+        let rendered = match &self.table {
+            Some(t) if type_ != "ERROR" && type_ != "BOOKMARK" => {
+                serde_json::to_writer(&mut s, &t.one(self.info, obj))
+            }
+            _ => serde_json::to_writer(&mut s, obj),
         };
-        let mut s =
-            serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
-        s.push(b'\n');
+        if rendered.is_err() {
+            return Bytes::new();
+        }
+        s.extend_from_slice(b"}\n");
         Bytes::from(s)
     }
 
-    fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
+    pub fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rev.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
@@ -54,52 +76,52 @@ impl Render {
     }
 }
 
-fn expired(rv: i64, compact: i64) -> Value {
-    json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("too old resource version: {rv} ({compact})"),
-        "reason": "Expired", "code": 410,
-    })
-}
-
-/// Translate one kvstore watch message into Kubernetes events.
+/// The watch event (if any) one cached change means for a watcher with `filter` on `prefix`.
 fn translate(
-    msg: &WatchResponse,
+    ev: &CacheEvent,
+    prefix: &str,
     filter: &Filter,
     info: &ResourceInfo,
-    render: &Render,
-) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    for ev in &msg.events {
-        let rev = ev.kv.mod_revision;
-        let old = ev
-            .prev_kv
-            .as_ref()
-            .and_then(|p| storage::decode(p, p.mod_revision).ok())
-            .filter(|o| filter.matches(info, o));
-        match ev.type_ {
-            EventType::Put => {
-                let Ok(new) = storage::decode(&ev.kv, rev) else {
-                    continue;
-                };
-                let new_match = filter.matches(info, &new);
-                let type_ = match (old.is_some(), new_match) {
-                    (false, true) => "ADDED",
-                    (true, true) => "MODIFIED",
-                    (true, false) => "DELETED",
-                    (false, false) => continue,
-                };
-                out.push(render.line(type_, &new));
-            }
-            EventType::Delete => {
-                if let Some(mut old) = old {
-                    storage::set_resource_version(&mut old, rev);
-                    out.push(render.line("DELETED", &old));
-                }
-            }
-        }
+) -> Option<&'static str> {
+    if !ev.key.starts_with(prefix) {
+        return None;
     }
-    out
+    let old = ev.prev.as_deref().is_some_and(|p| filter.matches(info, p));
+    if ev.deleted {
+        return old.then_some("DELETED");
+    }
+    match (old, filter.matches(info, &ev.obj)) {
+        (false, true) => Some("ADDED"),
+        (true, true) => Some("MODIFIED"),
+        (true, false) => Some("DELETED"),
+        (false, false) => None,
+    }
+}
+
+fn parse_rv(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+}
+
+/// Kubernetes' answer when a resourceVersion is newer than the store's.
+pub fn too_large(rv: i64, current: i64) -> ApiError {
+    let mut e = ApiError::new(
+        504,
+        "Timeout",
+        format!("Too large resource version: {rv}, current: {current}"),
+    );
+    e.0.details = Some(api::meta::StatusDetails {
+        causes: vec![api::meta::StatusCause {
+            reason: "ResourceVersionTooLarge".into(),
+            message: "Too large resource version".into(),
+            field: String::new(),
+        }],
+        retry_after_seconds: 1,
+        ..Default::default()
+    });
+    e
 }
 
 pub async fn watch(state: &AppState, req: &Request) -> ApiResult<Response> {
@@ -116,12 +138,19 @@ pub async fn watch(state: &AppState, req: &Request) -> ApiResult<Response> {
     let bookmarks = flag(&req.query, "allowWatchBookmarks");
     let send_initial = req
         .q("sendInitialEvents")
-        .map(|v| v.eq_ignore_ascii_case("true"));
+        .map(|v| v.eq_ignore_ascii_case("true") || v == "1");
     if send_initial.is_some() && req.q("resourceVersionMatch") != Some("NotOlderThan") {
         return Err(ApiError::new(
             422,
             "Invalid",
             "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if send_initial.is_none() && req.q("resourceVersionMatch").is_some() {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
         ));
     }
     if send_initial == Some(true) && !bookmarks {
@@ -144,84 +173,133 @@ pub async fn watch(state: &AppState, req: &Request) -> ApiResult<Response> {
     };
     let prefix = storage::prefix(t.info, t.namespace.as_deref());
     let rv_param = req.q("resourceVersion").unwrap_or("");
-    let rv: i64 = if rv_param.is_empty() {
+    let rv = if rv_param.is_empty() {
         0
     } else {
-        rv_param
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?
+        parse_rv(rv_param)?
     };
-
-    // Initial state: the current objects, when asked for (or implied by rv "" / "0").
-    let mut initial: Vec<Bytes> = Vec::new();
-    let start_rev;
-    let with_initial = send_initial.unwrap_or(rv == 0);
-    if with_initial {
-        let (items, rev, _) = state.storage.list(&prefix, None, 0, 0).await?;
-        for s in items.iter().filter(|s| filter.matches(t.info, &s.obj)) {
-            initial.push(render.line("ADDED", &s.obj));
-        }
-        if send_initial == Some(true) {
-            initial.push(render.bookmark(rev, true));
-        }
-        start_rev = rev + 1;
-    } else if rv == 0 {
-        start_rev = state.storage.current_revision().await? + 1;
-    } else {
-        start_rev = rv + 1;
+    let cacher = state
+        .caches
+        .get(t.info)
+        .ok_or_else(|| ApiError::internal(format!("no watch cache for {}", t.info.plural)))?
+        .clone();
+    if !cacher.ready() {
+        // Starting up: give the cache a moment before answering 429 (clients retry).
+        cacher
+            .wait_fresh(&state.storage, 1, Duration::from_secs(10))
+            .await;
     }
 
-    let info = t.info;
-    let kv_stream = match state.storage.watch(&prefix, start_rev).await {
-        Ok(s) => Some(s),
-        Err(e) if e.code() == Some(client::kv::proto::ErrorCode::Compacted) => None,
-        Err(e) => return Err(e.into()),
+    // Where to start: a snapshot (initial ADDED events) or the events after `rv`.
+    let snapshot = send_initial.unwrap_or(rv == 0);
+    let consistent = rv_param.is_empty();
+    let target = if consistent {
+        state.storage.current_revision().await?
+    } else {
+        rv
     };
-    let shutdown = state.shutdown.clone();
-    let body = async_stream::stream! {
-        for line in initial {
-            yield Ok::<Bytes, std::convert::Infallible>(line);
+    let mut too_new = None;
+    if target > cacher.revision()
+        && !cacher
+            .wait_fresh(&state.storage, target, FRESHNESS_TIMEOUT)
+            .await
+        && !consistent
+    {
+        let current = state.storage.current_revision().await?;
+        if rv > current {
+            too_new = Some(too_large(rv, current));
         }
-        let Some(kv_stream) = kv_stream else {
-            yield Ok(render.line("ERROR", &expired(rv, rv)));
+    }
+    // As Kubernetes' cacher: once the request is accepted, a resourceVersion that is too old
+    // (410 Expired) or too new (504) is an ERROR event on the stream, not an HTTP error.
+    let (sub, expired) = if let Some(e) = too_new {
+        (None, Some(e))
+    } else if snapshot || rv == 0 {
+        let mut sub = cacher.subscribe_snapshot(&prefix)?;
+        if !snapshot {
+            sub.snapshot.clear();
+        }
+        (Some(sub), None)
+    } else {
+        match cacher.subscribe_from(rv) {
+            Ok(sub) => (Some(sub), None),
+            Err(e) if e.status().code == 410 => (None, Some(e)),
+            Err(e) => return Err(e),
+        }
+    };
+
+    let info = t.info;
+    let shutdown = state.shutdown.clone();
+    let metrics = state.metrics.clone();
+    let guard = metrics.watcher(info.group, info.kind);
+    let send_initial_end = send_initial == Some(true);
+    let body = async_stream::stream! {
+        let _guard = guard;
+        let Some(mut sub) = sub else {
+            if let Some(e) = expired {
+                let status = serde_json::to_value(e.status()).unwrap_or(Value::Null);
+                yield Ok::<Bytes, std::convert::Infallible>(render.line("ERROR", &status));
+            }
             return;
         };
-        futures::pin_mut!(kv_stream);
+        let mut sent = 0u64;
+        for obj in sub.snapshot.drain(..) {
+            if filter.matches(info, &obj) {
+                sent += 1;
+                yield Ok(render.line("ADDED", &obj));
+            }
+        }
+        // Events at or below `floor` are already reflected in what was sent; the snapshot,
+        // backlog and broadcast neither overlap nor leave gaps above it.
+        let floor = if snapshot || rv == 0 { sub.rev } else { rv };
+        let mut last_rev = floor;
+        if send_initial_end {
+            yield Ok(render.bookmark(sub.rev, true));
+        }
+        for ev in std::mem::take(&mut sub.backlog) {
+            if ev.rev <= floor {
+                continue;
+            }
+            if let Some(type_) = translate(&ev, &prefix, &filter, info) {
+                sent += 1;
+                yield Ok(render.line(type_, &ev.obj));
+            }
+            last_rev = last_rev.max(ev.rev);
+        }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
             let msg = tokio::select! {
                 _ = &mut deadline => break,
                 _ = shutdown.cancelled() => break,
-                m = kv_stream.next() => m,
+                m = sub.rx.recv() => m,
             };
-            let Some(msg) = msg else { break };
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, "kvstore watch broke; ending the client watch");
+            match msg {
+                Ok(Msg::Event(ev)) => {
+                    if ev.rev <= floor {
+                        continue;
+                    }
+                    if let Some(type_) = translate(&ev, &prefix, &filter, info) {
+                        sent += 1;
+                        yield Ok(render.line(type_, &ev.obj));
+                    }
+                    last_rev = last_rev.max(ev.rev);
+                }
+                Ok(Msg::Progress(rev)) => {
+                    if bookmarks && rev > last_rev {
+                        last_rev = rev;
+                        yield Ok(render.bookmark(rev, false));
+                    }
+                }
+                Ok(Msg::Reset) => break,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(kind = info.kind, lagged = n, "watcher fell behind; ending its watch");
                     break;
                 }
-            };
-            if msg.canceled {
-                if msg.compact_revision > 0 {
-                    yield Ok(render.line("ERROR", &expired(rv, msg.compact_revision)));
-                }
-                break;
-            }
-            if msg.created {
-                continue;
-            }
-            if msg.is_progress_notify() {
-                if bookmarks {
-                    yield Ok(render.bookmark(msg.header.revision, false));
-                }
-                continue;
-            }
-            for line in translate(&msg, &filter, info, &render) {
-                yield Ok(line);
+                Err(RecvError::Closed) => break,
             }
         }
+        metrics.watch_events_sent.fetch_add(sent, Ordering::Relaxed);
     };
     let mut resp = Response::new(Body::from_stream(body));
     *resp.status_mut() = StatusCode::OK;
@@ -234,4 +312,76 @@ pub async fn watch(state: &AppState, req: &Request) -> ApiResult<Response> {
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ev(prev: Option<Value>, obj: Value, deleted: bool) -> CacheEvent {
+        CacheEvent {
+            rev: 5,
+            key: "/registry/pods/default/p".into(),
+            obj: Arc::new(obj),
+            prev: prev.map(Arc::new),
+            deleted,
+        }
+    }
+
+    #[test]
+    fn selector_transitions() {
+        let info = &api::resource::POD;
+        let f = Filter::new(info, Some("app=web"), None).unwrap();
+        let web = json!({"metadata": {"labels": {"app": "web"}}});
+        let other = json!({"metadata": {"labels": {"app": "db"}}});
+        let p = "/registry/pods/default/";
+        assert_eq!(
+            translate(&ev(None, web.clone(), false), p, &f, info),
+            Some("ADDED")
+        );
+        assert_eq!(
+            translate(&ev(Some(web.clone()), web.clone(), false), p, &f, info),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            translate(&ev(Some(web.clone()), other.clone(), false), p, &f, info),
+            Some("DELETED")
+        );
+        assert_eq!(
+            translate(&ev(Some(other.clone()), web.clone(), false), p, &f, info),
+            Some("ADDED")
+        );
+        assert_eq!(
+            translate(&ev(None, other.clone(), false), p, &f, info),
+            None
+        );
+        assert_eq!(
+            translate(&ev(Some(web.clone()), web.clone(), true), p, &f, info),
+            Some("DELETED")
+        );
+        assert_eq!(
+            translate(
+                &ev(None, web, false),
+                "/registry/pods/kube-system/",
+                &f,
+                info
+            ),
+            None,
+            "another namespace"
+        );
+    }
+
+    #[test]
+    fn lines_are_compact_json() {
+        let r = Render {
+            info: &api::resource::POD,
+            table: None,
+        };
+        let l = r.line("ADDED", &json!({"a": 1}));
+        assert_eq!(&l[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n");
+        let b: Value = serde_json::from_slice(&r.bookmark(7, true)).unwrap();
+        assert_eq!(b["object"]["metadata"]["resourceVersion"], "7");
+        assert_eq!(b["object"]["kind"], "Pod");
+    }
 }
