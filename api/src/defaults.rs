@@ -48,6 +48,12 @@ fn default_container(c: &mut Container) {
     for p in &mut c.ports {
         default_str(&mut p.protocol, "TCP");
     }
+    // `fieldRef.apiVersion` defaults to v1 (Kubernetes' SetDefaults_ObjectFieldSelector).
+    for e in &mut c.env {
+        if let Some(f) = e.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
+            default_str(&mut f.api_version, "v1");
+        }
+    }
     // A limit without a request means request = limit.
     for (k, v) in &c.resources.limits {
         c.resources
@@ -144,5 +150,33 @@ mod tests {
         let c = &d.spec.template.spec.containers[0];
         assert_eq!(c.image_pull_policy, "IfNotPresent");
         assert_eq!(d.spec.template.spec.restart_policy, "Always");
+    }
+
+    #[test]
+    fn field_refs_default_to_v1() {
+        let mut c = Container {
+            name: "c".into(),
+            env: vec![crate::core::EnvVar {
+                name: "IP".into(),
+                value: None,
+                value_from: Some(crate::core::EnvVarSource {
+                    field_ref: Some(crate::core::ObjectFieldSelector {
+                        api_version: String::new(),
+                        field_path: "status.podIP".into(),
+                    }),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        };
+        default_container(&mut c);
+        let f = c.env[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(f.api_version, "v1");
     }
 }

@@ -1,6 +1,7 @@
 //! Kubernetes-shaped API types for kube-lite, with the Kubernetes JSON field names.
 //!
 //! # Layout
+//! - [`annotations`]: well-known annotation and label keys (last-applied, revision, …).
 //! - [`meta`]: `ObjectMeta`, `Status`, lists, watch events, timestamps — apimachinery's `meta/v1`.
 //! - [`core`]: Pod, ConfigMap, Node, Namespace, Event — `core/v1`.
 //! - [`apps`]: ReplicaSet, Deployment — `apps/v1`.
@@ -11,12 +12,15 @@
 //! - [`validation`]: name rules and per-kind validation returning field errors.
 //! - [`defaults`]: the defaults the API server fills in, as Kubernetes does.
 //! - [`codec`]: YAML/JSON documents in and out, strict decoding.
+//! - [`merge_keys`]: strategic-merge list strategies and merge keys, for patch makers and appliers.
 
+pub mod annotations;
 pub mod apps;
 pub mod codec;
 pub mod coordination;
 pub mod core;
 pub mod defaults;
+pub mod merge_keys;
 pub mod meta;
 pub mod quantity;
 pub mod resource;

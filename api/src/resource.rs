@@ -54,6 +54,22 @@ impl ResourceInfo {
         }
     }
 
+    /// `pod` or `deployment.apps`: the lowercased kind and its group, as kubectl names a kind
+    /// in its output (`deployment.apps/blog created`, `deployment.apps "blog" deleted`).
+    pub fn kind_string(&self) -> String {
+        let kind = self.kind.to_ascii_lowercase();
+        if self.group.is_empty() {
+            kind
+        } else {
+            format!("{kind}.{}", self.group)
+        }
+    }
+
+    /// `deployment.apps/blog`: one object as `kubectl get -o name` and `apply` print it.
+    pub fn qualified_name(&self, name: &str) -> String {
+        format!("{}/{name}", self.kind_string())
+    }
+
     /// URL path prefix of the group-version: `/api/v1` or `/apis/apps/v1`.
     pub fn group_version_path(&self) -> String {
         if self.group.is_empty() {
@@ -217,5 +233,7 @@ mod tests {
         assert_eq!(NODE.collection_path(Some("ignored")), "/api/v1/nodes");
         assert_eq!(POD.collection_path(None), "/api/v1/pods");
         assert_eq!(DEPLOYMENT.qualified_plural(), "deployments.apps");
+        assert_eq!(DEPLOYMENT.kind_string(), "deployment.apps");
+        assert_eq!(POD.qualified_name("web-1"), "pod/web-1");
     }
 }

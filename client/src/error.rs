@@ -10,6 +10,10 @@ pub enum Error {
     /// The server could not be reached or the connection broke.
     #[error("failed to reach the API server: {0}")]
     Transport(String),
+    /// Nothing listens at the server's address (`host:port`): the server is not running, or
+    /// this is the wrong address. Told apart from [`Error::Transport`] so that a CLI can say so.
+    #[error("the connection to the server {host} was refused")]
+    ConnectionRefused { host: String },
     /// The server answered something that is not what was asked for.
     #[error("failed to decode the API server's response: {0}")]
     Decode(String),
@@ -42,6 +46,11 @@ impl Error {
     /// 410 Gone / Expired: the resourceVersion asked for was compacted.
     pub fn is_gone(&self) -> bool {
         self.code() == Some(410)
+    }
+
+    /// The server was not reached, or the connection broke: no answer from it at all.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Error::Transport(_) | Error::ConnectionRefused { .. })
     }
 }
 

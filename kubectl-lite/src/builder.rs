@@ -1,11 +1,18 @@
 //! Command-line resource arguments, resolved as kubectl's resource builder does:
 //! `KIND [NAME…]`, `KIND/NAME…`, `kind1,kind2 [NAME…]`, and `all` (the kinds in category `all`).
 //! Kinds are matched by plural, singular, kind, short name or `plural.group`.
+//!
+//! [`objects`] then fetches what the commands that act on existing objects (`label`, `scale`,
+//! `rollout`, `wait`, …) work on: the named objects, those matching `-l`, or `--all`.
 
 use api::ResourceInfo;
-use api::resource::{RESOURCES, lookup};
+use api::resource::{RESOURCES, lookup, lookup_kind};
+use serde_json::Value;
 
+use crate::cmd::apply::{mapping_error, target_namespace};
+use crate::context::Context;
 use crate::errors::{Error, Result};
+use crate::manifest::FilenameArgs;
 
 /// One kind and the names asked for (none: every object, subject to selectors).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +101,118 @@ pub fn parse(args: &[String]) -> Result<Vec<Selection>> {
             names: names.clone(),
         })
         .collect())
+}
+
+/// One existing object, fetched.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub info: &'static ResourceInfo,
+    pub namespace: String,
+    pub name: String,
+    pub object: Value,
+}
+
+impl Object {
+    pub fn path(&self) -> String {
+        self.info.object_path(Some(&self.namespace), &self.name)
+    }
+}
+
+/// What to act on: `KIND NAME…`/`KIND/NAME…`, `-f`, or `KIND` with `-l`/`--all`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Query<'a> {
+    pub args: &'a [String],
+    pub files: Option<&'a FilenameArgs>,
+    pub selector: Option<&'a str>,
+    pub all: bool,
+    pub all_namespaces: bool,
+}
+
+/// Fetch the objects a command acts on. Objects that cannot be fetched (NotFound, …) are
+/// returned as errors beside the others, as kubectl carries on past them.
+pub async fn objects(ctx: &Context, q: Query<'_>) -> Result<(Vec<Object>, Vec<Error>)> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    if let Some(files) = q.files.filter(|f| !f.is_empty()) {
+        if !q.args.is_empty() {
+            return Err(Error::msg(
+                "when paths, URLs, or stdin is provided as input, you may not specify resource arguments as well",
+            ));
+        }
+        for m in files.read(&mut std::io::stdin())? {
+            let Some(info) = lookup_kind(m.api_version(), m.kind()) else {
+                errors.push(mapping_error(&m));
+                continue;
+            };
+            let namespace = target_namespace(ctx, info, &m)?;
+            match ctx.get(&info.object_path(Some(&namespace), m.name())).await {
+                Ok(object) => out.push(Object {
+                    info,
+                    namespace,
+                    name: m.name().to_string(),
+                    object,
+                }),
+                Err(e) if e.is_transport() => return Err(e),
+                Err(e) => errors.push(e),
+            }
+        }
+        return Ok((out, errors));
+    }
+    if q.args.is_empty() {
+        return Err(Error::msg(
+            "You must provide one or more resources by argument or filename.\nExample resource specifications include:\n   '-f rsrc.yaml'\n   '--filename=rsrc.json'\n   '<resource> <name>'\n   '<resource>'",
+        ));
+    }
+    let selections = parse(q.args)?;
+    let named = selections.iter().any(|s| !s.names.is_empty());
+    let by_selector = q.selector.is_some() || q.all;
+    if named && by_selector {
+        return Err(Error::msg(
+            "name cannot be provided when a selector is specified",
+        ));
+    }
+    if !named && !by_selector {
+        return Err(Error::msg(
+            "resource(s) were provided, but no name was specified",
+        ));
+    }
+    let ns = (!q.all_namespaces).then_some(ctx.namespace.as_str());
+    for sel in selections {
+        if named {
+            for name in &sel.names {
+                match ctx.get(&sel.info.object_path(ns, name)).await {
+                    Ok(object) => out.push(Object {
+                        info: sel.info,
+                        namespace: if sel.info.namespaced {
+                            ctx.namespace.clone()
+                        } else {
+                            String::new()
+                        },
+                        name: name.clone(),
+                        object,
+                    }),
+                    Err(e) if e.is_transport() => return Err(e),
+                    Err(e) => errors.push(e),
+                }
+            }
+            continue;
+        }
+        let mut params = Vec::new();
+        if let Some(s) = q.selector {
+            params.push(("labelSelector", s.to_string()));
+        }
+        match ctx.list(&sel.info.collection_path(ns), &params).await {
+            Ok(items) => out.extend(items.into_iter().map(|object| Object {
+                info: sel.info,
+                namespace: crate::util::namespace_of(&object).to_string(),
+                name: crate::util::name_of(&object).to_string(),
+                object,
+            })),
+            Err(e) if e.is_transport() => return Err(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((out, errors))
 }
 
 #[cfg(test)]

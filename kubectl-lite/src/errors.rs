@@ -24,6 +24,9 @@ pub enum Error {
     /// Several failures (apply, get and delete carry on past one object's error).
     #[error("{} errors", .0.len())]
     Multiple(Vec<Error>),
+    /// The command already said what went wrong; only the exit code is left to give.
+    #[error("exit status {0}")]
+    Exit(i32),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,7 +77,10 @@ impl Error {
 
     /// The process exit code kubectl uses for this error.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            Error::Exit(code) => *code,
+            _ => 1,
+        }
     }
 
     /// Flatten nested lists of errors, dropping none.
@@ -82,6 +88,19 @@ impl Error {
         match self {
             Error::Multiple(v) => v.into_iter().flat_map(Error::flatten).collect(),
             e => vec![e],
+        }
+    }
+}
+
+impl From<client::Error> for Error {
+    fn from(e: client::Error) -> Self {
+        match e {
+            client::Error::Api(s) => Error::Api(s),
+            client::Error::ConnectionRefused { host } => Error::ConnectionRefused { host },
+            client::Error::Transport(m) => Error::Unreachable(m),
+            client::Error::Decode(m) => {
+                Error::Message(format!("failed to decode the API server's response: {m}"))
+            }
         }
     }
 }
@@ -111,15 +130,19 @@ pub fn render(err: &Error) -> String {
                 .map(clone_shallow)
                 .flat_map(Error::flatten)
                 .collect();
-            flat.iter().map(|e| message_for(e) + "\n").collect()
+            flat.iter()
+                .filter(|e| !matches!(e, Error::Exit(_)))
+                .map(|e| message_for(e) + "\n")
+                .collect()
         }
         Error::Multiple(errs) => return errs.first().map(render).unwrap_or_default(),
+        Error::Exit(_) => return String::new(),
         Error::Api(s) if s.reason == "Invalid" => invalid(s),
         Error::Message(m) if m.starts_with("error: ") => m.clone(),
         Error::Message(m) => format!("error: {m}"),
         other => message_for(other),
     };
-    if !s.ends_with('\n') {
+    if !s.is_empty() && !s.ends_with('\n') {
         s.push('\n');
     }
     s
@@ -183,6 +206,7 @@ fn clone_shallow(e: &Error) -> Error {
         Error::Unreachable(m) => Error::Unreachable(m.clone()),
         Error::Message(m) => Error::Message(m.clone()),
         Error::Multiple(v) => Error::Multiple(v.iter().map(clone_shallow).collect()),
+        Error::Exit(c) => Error::Exit(*c),
     }
 }
 

@@ -9,59 +9,14 @@
 //! are deleted, fields the server or controllers added are left alone. Lists with a merge key
 //! (containers by `name`, ports by `containerPort`, …) are patched element by element, with
 //! `$setElementOrder/<list>` giving the manifest's order and `$patch: delete` removing elements;
-//! other lists are replaced whole.
+//! other lists are replaced whole. Which list is which comes from [`api::merge_keys`], the
+//! table the API server applies patches with.
+//!
+//! [`two_way`] is the patch of `kubectl edit` and `set image`: from the object as it was to the
+//! object as wanted, deletions included.
 
+use api::merge_keys::{ListStrategy, list_strategy, retains_keys};
 use serde_json::{Map, Value, json};
-
-/// How a field's list is patched: the `patchStrategy`/`patchMergeKey` tags of the Kubernetes types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListStrategy {
-    /// Replaced whole (the default).
-    Replace,
-    /// Merged element by element, identified by this key; `retain_keys`: each element also
-    /// carries a `$retainKeys` directive (volumes: changing the volume source drops the old one).
-    Merge {
-        key: &'static str,
-        retain_keys: bool,
-    },
-    /// A list of scalars merged as a set (`finalizers`).
-    MergeScalars,
-}
-
-/// Look a list field up by name. Field names suffice for the kinds kube-lite serves; the API
-/// server's `apiserver/src/patch.rs` uses the same table.
-pub fn list_strategy(field: &str) -> ListStrategy {
-    let merge = |key| ListStrategy::Merge {
-        key,
-        retain_keys: false,
-    };
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "imagePullSecrets"
-        | "resourceClaims" => merge("name"),
-        "volumes" => ListStrategy::Merge {
-            key: "name",
-            retain_keys: true,
-        },
-        "ports" => merge("containerPort"),
-        "volumeMounts" => merge("mountPath"),
-        "conditions" | "addresses" => merge("type"),
-        "ownerReferences" => merge("uid"),
-        "hostAliases" | "podIPs" | "hostIPs" => merge("ip"),
-        "topologySpreadConstraints" => merge("topologyKey"),
-        "finalizers" => ListStrategy::MergeScalars,
-        _ => ListStrategy::Replace,
-    }
-}
-
-/// Maps whose patches carry `$retainKeys` (`patchStrategy:"retainKeys"`): a Deployment's
-/// `strategy`, so switching to `Recreate` drops `rollingUpdate`.
-fn retains_keys(field: &str) -> bool {
-    field == "strategy"
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatchError {
@@ -88,6 +43,12 @@ pub fn three_way(original: &Value, modified: &Value, current: &Value) -> Result<
     let delta = diff_maps(&current, &modified, Pass::Delta, false)?;
     let deletions = diff_maps(&original, &modified, Pass::Deletions, false)?;
     Ok(Value::Object(merge_patches(deletions, delta)))
+}
+
+/// The two-way strategic merge patch from `original` to `modified`
+/// (`strategicpatch.CreateTwoWayMergePatch`): changes, additions and deletions.
+pub fn two_way(original: &Value, modified: &Value) -> Result<Value, PatchError> {
+    three_way(original, modified, original)
 }
 
 /// Go's `reflect.DeepEqual` on decoded JSON, where every number is a float64.

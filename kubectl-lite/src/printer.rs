@@ -1,16 +1,17 @@
 //! Output, as kubectl prints it: server-side Tables laid out by the tabwriter (with the
-//! NAMESPACE, LABELS and `kind/` decorations kubectl adds), `-o yaml|json|name`, and the
-//! one-line results of apply and delete. Everything here is pure: JSON in, `String` out.
+//! NAMESPACE, LABELS and `kind/` decorations kubectl adds, and a coloured STATUS on a terminal),
+//! `-o yaml|json|name|jsonpath=…`, and the one-line results of apply and delete. Everything
+//! here is pure: JSON in, `String` out — except [`stdout`], [`stderr`] and [`warning`].
 
 use std::io::Write;
 
 use api::ResourceInfo;
 use serde_json::{Map, Value, json};
 
-use crate::tabwriter;
+use crate::{color, tabwriter};
 
 /// `-o` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// The server's Table, priority-0 columns.
     Table,
@@ -20,6 +21,8 @@ pub enum Output {
     Json,
     /// `kind.group/name` per object.
     Name,
+    /// A kubectl JSONPath template (see [`crate::jsonpath`]).
+    JsonPath(crate::jsonpath::Template),
 }
 
 impl Output {
@@ -31,32 +34,33 @@ impl Output {
             Some("yaml") => Output::Yaml,
             Some("json") => Output::Json,
             Some("name") => Output::Name,
+            Some(t) if t.starts_with("jsonpath=") || t.starts_with("jsonpath-file=") => {
+                let (kind, arg) = t.split_once('=').unwrap_or((t, ""));
+                let text = if kind == "jsonpath-file" {
+                    std::fs::read_to_string(arg)
+                        .map_err(|e| format!("error reading --template {arg}, {e}"))?
+                } else {
+                    arg.to_string()
+                };
+                if text.is_empty() {
+                    return Err("template format specified but no template given".into());
+                }
+                Output::JsonPath(crate::jsonpath::Template::parse(&text)?)
+            }
+            Some("jsonpath") | Some("jsonpath-file") => {
+                return Err("template format specified but no template given".into());
+            }
             Some(other) => {
                 return Err(format!(
-                    "unable to match a printer suitable for the output format {other:?}, allowed formats are: json,name,wide,yaml"
+                    "unable to match a printer suitable for the output format {other:?}, allowed formats are: json,jsonpath,jsonpath-file,name,wide,yaml"
                 ));
             }
         })
     }
 
-    pub fn is_human(self) -> bool {
+    pub fn is_human(&self) -> bool {
         matches!(self, Output::Table | Output::Wide)
     }
-}
-
-/// `pod`, `deployment.apps`: the lowercased kind and its group, as kubectl names things.
-pub fn kind_string(info: &ResourceInfo) -> String {
-    let kind = info.kind.to_ascii_lowercase();
-    if info.group.is_empty() {
-        kind
-    } else {
-        format!("{kind}.{}", info.group)
-    }
-}
-
-/// `deployment.apps/blog` (`-o name`, and what apply prints before `created`).
-pub fn name(info: &ResourceInfo, name: &str) -> String {
-    format!("{}/{name}", kind_string(info))
 }
 
 /// How to decorate one kind's table.
@@ -71,6 +75,8 @@ pub struct TableOptions {
     pub show_labels: bool,
     /// Several kinds in one `get`: names become `deployment.apps/web`.
     pub kind_prefix: Option<String>,
+    /// Colour the STATUS column (on a terminal only).
+    pub color: bool,
 }
 
 /// One kind's rows to print: a `meta.k8s.io/v1` Table.
@@ -99,6 +105,12 @@ pub fn tables(sections: &[Section]) -> String {
 
 /// One table, aligned. Empty when it has no rows (kubectl prints no lone header).
 pub fn table(table: &Value, o: &TableOptions) -> String {
+    tabwriter::align(&table_cells(table, o))
+}
+
+/// One table as tab-separated cells, not aligned yet (`get -w` aligns each new row against
+/// the widths printed before).
+pub fn table_cells(table: &Value, o: &TableOptions) -> String {
     let columns = table["columnDefinitions"]
         .as_array()
         .map(Vec::as_slice)
@@ -115,6 +127,11 @@ pub fn table(table: &Value, o: &TableOptions) -> String {
         columns
             .iter()
             .position(|c| c["format"] == "name" && c["type"] == "string")
+    });
+    let status_column = columns.iter().position(|c| {
+        c["name"]
+            .as_str()
+            .is_some_and(|n| n.eq_ignore_ascii_case("status"))
     });
     let mut text = String::new();
     if !o.no_headers {
@@ -153,6 +170,12 @@ pub fn table(table: &Value, o: &TableOptions) -> String {
             {
                 s = format!("{prefix}/{s}");
             }
+            if o.color
+                && status_column == Some(i)
+                && let Some(c) = color::status(&s)
+            {
+                s = color::paint(true, c, &s);
+            }
             cells.push(s);
         }
         if o.show_labels {
@@ -161,7 +184,7 @@ pub fn table(table: &Value, o: &TableOptions) -> String {
         text.push_str(&cells.join("\t"));
         text.push('\n');
     }
-    tabwriter::align(&text)
+    text
 }
 
 /// What `get` says on stderr when it printed nothing: the namespace when every kind asked for
@@ -219,14 +242,16 @@ pub fn list(items: Vec<Value>) -> Value {
 /// Objects as `-o yaml|json|name` prints them (yaml and json: the object itself when
 /// `single`, else a `List`).
 pub fn generic(
-    output: Output,
+    output: &Output,
     objects: Vec<(&'static ResourceInfo, Value)>,
     single: bool,
 ) -> Result<String, String> {
-    if output == Output::Name {
+    if *output == Output::Name {
         return Ok(objects
             .iter()
-            .map(|(info, o)| name(info, o["metadata"]["name"].as_str().unwrap_or_default()) + "\n")
+            .map(|(info, o)| {
+                info.qualified_name(o["metadata"]["name"].as_str().unwrap_or_default()) + "\n"
+            })
             .collect());
     }
     let value = if single && objects.len() == 1 {
@@ -240,6 +265,7 @@ pub fn generic(
     };
     match output {
         Output::Json => Ok(to_json(&value) + "\n"),
+        Output::JsonPath(t) => t.render(&value),
         _ => to_yaml(&value),
     }
 }
@@ -312,6 +338,12 @@ pub fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
+}
+
+/// `Warning: …` on stderr, as kubectl prints the server's warnings (yellow on a terminal).
+pub fn warning(text: &str) {
+    let head = color::paint(color::stderr(), color::Color::Yellow, "Warning:");
+    stderr(&format!("{head} {text}\n"));
 }
 
 #[cfg(test)]
@@ -452,7 +484,7 @@ mod tests {
         let prefixed = |info: &ResourceInfo, items: &[Value]| Section {
             table: server_table(info, items),
             options: TableOptions {
-                kind_prefix: Some(kind_string(info)),
+                kind_prefix: Some(info.kind_string()),
                 ..Default::default()
             },
         };
@@ -490,12 +522,12 @@ mod tests {
     #[test]
     fn generic_output() {
         let d = deployment("blog", 1, 1);
-        let one = generic(Output::Yaml, vec![(&DEPLOYMENT, d.clone())], true).unwrap();
+        let one = generic(&Output::Yaml, vec![(&DEPLOYMENT, d.clone())], true).unwrap();
         assert!(
             one.starts_with("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"),
             "{one}"
         );
-        let many = generic(Output::Yaml, vec![(&DEPLOYMENT, d.clone())], false).unwrap();
+        let many = generic(&Output::Yaml, vec![(&DEPLOYMENT, d.clone())], false).unwrap();
         assert!(
             many.starts_with("apiVersion: v1\nitems:\n- apiVersion: apps/v1\n"),
             "{many}"
@@ -504,13 +536,13 @@ mod tests {
             many.ends_with("kind: List\nmetadata:\n  resourceVersion: ''\n"),
             "{many}"
         );
-        let j = generic(Output::Json, vec![], false).unwrap();
+        let j = generic(&Output::Json, vec![], false).unwrap();
         assert_eq!(
             j,
             "{\n    \"apiVersion\": \"v1\",\n    \"items\": [],\n    \"kind\": \"List\",\n    \"metadata\": {\n        \"resourceVersion\": \"\"\n    }\n}\n"
         );
         let n = generic(
-            Output::Name,
+            &Output::Name,
             vec![(&DEPLOYMENT, d), (&POD, pods()[0].clone())],
             false,
         )
@@ -530,6 +562,13 @@ mod tests {
     fn output_flags() {
         assert_eq!(Output::parse(None), Ok(Output::Table));
         assert_eq!(Output::parse(Some("wide")), Ok(Output::Wide));
-        assert!(Output::parse(Some("jsonpath={.x}")).is_err());
+        assert!(matches!(
+            Output::parse(Some("jsonpath={.x}")),
+            Ok(Output::JsonPath(_))
+        ));
+        assert_eq!(
+            Output::parse(Some("xml")),
+            Err("unable to match a printer suitable for the output format \"xml\", allowed formats are: json,jsonpath,jsonpath-file,name,wide,yaml".into())
+        );
     }
 }

@@ -562,3 +562,650 @@ fn a_server_that_is_not_there() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_replace_label_and_annotate() {
+    let c = Cluster::start().await;
+    let f = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site, labels: {app: blog}}\ndata: {a: '1', b: '2'}\n",
+    );
+    let (code, out, err) = c.kubectl(&["create", "-f", &f]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/site created\n"),
+        "{err}"
+    );
+    // create is not apply: the second time it already exists.
+    let (code, out, err) = c.kubectl(&["create", "-f", &f]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        format!(
+            "Error from server (AlreadyExists): error when creating \"{f}\": configmaps \"site\" already exists\n"
+        )
+    );
+
+    // replace: the object becomes the file, fields left out are gone.
+    let f2 = c.write(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: site}\ndata: {a: '10'}\n",
+    );
+    let (code, out, err) = c.kubectl(&["replace", "-f", &f2]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/site replaced\n"),
+        "{err}"
+    );
+    let cm = c
+        .live("/api/v1/namespaces/default/configmaps/site")
+        .await
+        .expect("configmap");
+    assert_eq!(cm["data"], serde_json::json!({"a": "10"}));
+    assert!(cm["metadata"].get("labels").is_none(), "{cm}");
+    let uid = cm["metadata"]["uid"].clone();
+    let (code, out, err) = c.kubectl(&["replace", "--force", "-f", &f2]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "configmap \"site\" deleted\nconfigmap/site replaced\n");
+    let cm = c
+        .live("/api/v1/namespaces/default/configmaps/site")
+        .await
+        .expect("re-created");
+    assert_ne!(cm["metadata"]["uid"], uid);
+
+    // Generators.
+    let dir = c.dir.path();
+    std::fs::write(dir.join("app.conf"), "port=80\n").expect("write");
+    std::fs::write(dir.join("app.env"), "# env\nMODE=prod\nLEVEL=3\n").expect("write");
+    let conf = dir.join("app.conf").display().to_string();
+    let env = dir.join("app.env").display().to_string();
+    let (code, out, err) = c.kubectl(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=title=Hello",
+        "--from-file",
+        &conf,
+        "--from-env-file",
+        &env,
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/settings created\n"),
+        "{err}"
+    );
+    let cm = c
+        .live("/api/v1/namespaces/default/configmaps/settings")
+        .await
+        .expect("configmap");
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"title": "Hello", "app.conf": "port=80\n", "MODE": "prod", "LEVEL": "3"})
+    );
+    let (code, out, _) = c.kubectl(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=a=b",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("apiVersion: v1\ndata:\n  a: b\nkind: ConfigMap\n"),
+        "{out}"
+    );
+    assert!(
+        c.live("/api/v1/namespaces/default/configmaps/dry")
+            .await
+            .is_none()
+    );
+    let (code, _, err) = c.kubectl(&["create", "configmap", "bad", "--from-literal=oops"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: invalid literal source oops, expected key=value\n"
+        )
+    );
+    let (code, out, err) = c.kubectl(&["create", "namespace", "team-a"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "namespace/team-a created\n"),
+        "{err}"
+    );
+    let (code, out, err) = c.kubectl(&[
+        "-n",
+        "team-a",
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "deployment.apps/web created\n"),
+        "{err}"
+    );
+    let d = c
+        .live("/apis/apps/v1/namespaces/team-a/deployments/web")
+        .await
+        .expect("deployment");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["sleep", "3600"])
+    );
+
+    // label and annotate: set, refuse to overwrite, overwrite, remove, list.
+    let (code, out, err) = c.kubectl(&["label", "cm", "settings", "tier=config", "team=blue"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/settings labeled\n"),
+        "{err}"
+    );
+    let (code, _, err) = c.kubectl(&["label", "cm/settings", "tier=other"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: 'tier' already has a value (config), and --overwrite is false\n"
+        )
+    );
+    let (code, out, err) =
+        c.kubectl(&["label", "cm/settings", "tier=other", "team-", "--overwrite"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/settings modified\n"),
+        "{err}"
+    );
+    let (_, out, _) = c.kubectl(&["label", "cm/settings", "tier=other"]);
+    assert_eq!(out, "configmap/settings not labeled\n");
+    let (code, out, _) = c.kubectl(&["label", "cm", "settings", "--list"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Listing labels for ConfigMap./settings:\n tier=other\n")
+    );
+    let (code, out, err) = c.kubectl(&["annotate", "cm", "-l", "tier=other", "note=hello world"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/settings annotated\n"),
+        "{err}"
+    );
+    let cm = c
+        .live("/api/v1/namespaces/default/configmaps/settings")
+        .await
+        .expect("configmap");
+    assert_eq!(
+        cm["metadata"]["labels"],
+        serde_json::json!({"tier": "other"})
+    );
+    assert_eq!(cm["metadata"]["annotations"]["note"], "hello world");
+    let (code, _, err) = c.kubectl(&["annotate", "cm", "settings", "note=changed"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: --overwrite is false but found the following declared annotation(s): 'note' already has a value (hello world)\n"
+        )
+    );
+    let (code, _, err) = c.kubectl(&["label", "cm", "nope", "a=b"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error from server (NotFound): configmaps \"nope\" not found\n"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_jsonpath_and_watch() {
+    use std::io::BufRead;
+
+    let c = Cluster::start().await;
+    let f = c.write(
+        "blog.yaml",
+        &blog("a: '1'", "app: blog", 2, "{name: MODE, value: prod}"),
+    );
+    assert_eq!(c.kubectl(&["apply", "-f", &f]).0, 0);
+
+    let (code, out, err) = c.kubectl(&["get", "deploy", "blog", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].env[?(@.name==\"MODE\")].value}"]);
+    assert_eq!((code, out.as_str()), (0, "2 prod"), "{err}");
+    let (_, out, _) = c.kubectl(&[
+        "get",
+        "cm,deploy",
+        "-o",
+        "jsonpath={range .items[*]}{.kind}/{.metadata.name}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(out, "ConfigMap/blog-config\nDeployment/blog\n");
+    let (code, _, err) = c.kubectl(&["get", "cm", "-o", "jsonpath={.items[0]"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: error parsing jsonpath {.items[0], unclosed action\n"
+        )
+    );
+
+    // -w: the table, then a row per change, aligned with it.
+    let mut watcher = std::process::Command::new(testkit::bin("kubectl-lite"))
+        .args(["get", "cm", "-w"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kubectl-lite");
+    let mut lines = std::io::BufReader::new(watcher.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert!(next().starts_with("NAME          DATA   AGE"));
+    assert!(next().starts_with("blog-config   1      "));
+    let (code, _, err) = c.kubectl(&["create", "configmap", "later", "--from-literal=x=1"]);
+    assert_eq!(code, 0, "{err}");
+    let row = next();
+    assert!(row.starts_with("later         1      "), "{row:?}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+
+    // -w -o name: one line per event.
+    let mut watcher = std::process::Command::new(testkit::bin("kubectl-lite"))
+        .args(["get", "cm", "later", "-w", "-o", "name"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kubectl-lite");
+    let mut lines = std::io::BufReader::new(watcher.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(|l| l.ok()).as_deref(),
+        Some("configmap/later")
+    );
+    assert_eq!(c.kubectl(&["label", "cm", "later", "x=y"]).0, 0);
+    assert_eq!(
+        lines.next().and_then(|l| l.ok()).as_deref(),
+        Some("configmap/later")
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_delete_and_jsonpath() {
+    let c = Cluster::start().await;
+    assert_eq!(
+        c.kubectl(&["create", "configmap", "flag", "--from-literal=state=off"])
+            .0,
+        0
+    );
+    let (code, out, err) = c.kubectl(&["wait", "cm/flag", "--for=jsonpath={.data.state}=off"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/flag condition met\n"),
+        "{err}"
+    );
+    let (code, _, err) = c.kubectl(&[
+        "wait",
+        "cm/flag",
+        "--for=jsonpath={.data.state}=on",
+        "--timeout=1s",
+    ]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: timed out waiting for the condition on configmaps/flag\n"
+        )
+    );
+    // A waiter that sees the change as it happens.
+    let waiter = std::process::Command::new(testkit::bin("kubectl-lite"))
+        .args(["wait", "cm/flag", "--for=delete", "--timeout=60s"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl-lite");
+    assert_eq!(c.kubectl(&["delete", "cm", "flag"]).0, 0);
+    let out = waiter.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/flag condition met\n"
+    );
+    // Already gone: nothing to wait for.
+    let (code, out, _) = c.kubectl(&["wait", "cm/flag", "--for=delete"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, _, err) = c.kubectl(&["wait", "cm", "--all", "--for=condition=Ready"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: no matching resources found\n")
+    );
+    let (code, _, err) = c.kubectl(&["wait", "cm/x", "--for=ready"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: unrecognized condition: \"ready\"\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edit_patches_and_reopens_on_invalid() {
+    let c = Cluster::start().await;
+    let f = c.write("blog.yaml", &blog("title: Hello", "app: blog", 1, ""));
+    assert_eq!(c.kubectl(&["apply", "-f", &f]).0, 0);
+    // An "editor" that makes the replica count invalid the first time, and fixes it when the
+    // file comes back with the server's complaint at the top.
+    let editor = c.write(
+        "editor.sh",
+        "#!/bin/sh\nif grep -q 'was not valid' \"$1\"; then\n  grep -q '^# \\* spec.replicas' \"$1\" || exit 3\n  sed -i 's/replicas: -1/replicas: 2/' \"$1\"\nelse\n  sed -i 's/replicas: 1/replicas: -1/' \"$1\"\nfi\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let home = c.dir.path().display().to_string();
+    let (code, out, err) = testkit::run_cli(
+        "kubectl-lite",
+        &["edit", "deployment/blog"],
+        &[
+            ("KUBECONFIG", c.kubeconfig.as_str()),
+            ("HOME", home.as_str()),
+            ("EDITOR", editor.as_str()),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "deployment.apps/blog edited\n");
+    assert_eq!(err, "error: deployments.apps \"blog\" is invalid\n");
+    let d = c.live(DEPLOY).await.expect("deployment");
+    assert_eq!(d["spec"]["replicas"], 2);
+
+    // An editor that changes nothing: nothing is sent.
+    let (code, _, err) = testkit::run_cli(
+        "kubectl-lite",
+        &["edit", "cm", "blog-config"],
+        &[
+            ("KUBECONFIG", c.kubeconfig.as_str()),
+            ("HOME", home.as_str()),
+            ("EDITOR", "true"),
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (0, "Edit cancelled, no changes made.\n")
+    );
+
+    // An editor that keeps making it invalid: the second identical save gives up.
+    let stubborn = c.write(
+        "stubborn.sh",
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: -5/' \"$1\"\n",
+    );
+    std::fs::set_permissions(
+        &stubborn,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let (code, _, err) = testkit::run_cli(
+        "kubectl-lite",
+        &["edit", "deploy", "blog"],
+        &[
+            ("KUBECONFIG", c.kubeconfig.as_str()),
+            ("HOME", home.as_str()),
+            ("KUBE_EDITOR", stubborn.as_str()),
+            // The edits are kept in a file: keep it in the test's directory.
+            ("TMPDIR", home.as_str()),
+        ],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: deployments.apps \"blog\" is invalid\nA copy of your changes has been stored to \""), "{err}");
+    assert!(
+        err.ends_with("error: Edit cancelled, no valid changes were saved.\n"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_info_and_errors() {
+    let c = Cluster::start().await;
+    let (code, out, err) = c.kubectl(&["cluster-info"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Kubernetes control plane is running at {}\n\nTo further debug and diagnose cluster problems, use 'kubectl-lite cluster-info dump'.\n",
+            c.cp.server
+        )
+    );
+    let (code, out, _) = c.kubectl(&["cluster-info", "dump"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("{\n    \"apiVersion\": \"v1\",\n    \"items\": ["),
+        "{out}"
+    );
+    // Errors name what went wrong, as kubectl's do, and exit 1.
+    let (code, _, err) = c.kubectl(&["describe", "pod", "nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error from server (NotFound): pods \"nope\" not found\n")
+    );
+    let (code, _, err) = c.kubectl(&["scale", "deploy/nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0\n"
+        )
+    );
+    let (code, _, err) = c.kubectl(&["rollout", "status", "cm/x"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error from server (NotFound): configmaps \"x\" not found\n"
+        )
+    );
+    let (code, _, err) = c.kubectl(&["logs"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: expected POD or TYPE/NAME is a required argument"),
+        "{err}"
+    );
+    let (code, _, err) = c.kubectl(&["get", "pods", "-o", "xml"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: json,jsonpath,jsonpath-file,name,wide,yaml\n"
+        )
+    );
+    let (code, _, err) = c.kubectl(&["frobnicate"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+}
+
+/// Commands that need no cluster: config, completion, explain, version --client.
+#[test]
+fn offline_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().display().to_string();
+    let kubeconfig = dir.path().join("config").display().to_string();
+    let run = |args: &[&str]| {
+        testkit::run_cli(
+            "kubectl-lite",
+            args,
+            &[("HOME", home.as_str()), ("KUBECONFIG", kubeconfig.as_str())],
+            None,
+        )
+    };
+    // Building a kubeconfig from nothing, as a newcomer might.
+    let (code, out, err) = run(&[
+        "config",
+        "set-cluster",
+        "lab",
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "Cluster \"lab\" set.\n"), "{err}");
+    let (code, out, _) = run(&[
+        "config",
+        "set-context",
+        "lab",
+        "--cluster",
+        "lab",
+        "--user",
+        "admin",
+        "--namespace",
+        "blog",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "Context \"lab\" created.\n"));
+    let (code, _, err) = run(&["config", "current-context"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: current-context is not set\n")
+    );
+    let (code, out, _) = run(&["config", "use-context", "lab"]);
+    assert_eq!((code, out.as_str()), (0, "Switched to context \"lab\".\n"));
+    let (code, out, _) = run(&[
+        "config",
+        "set-context",
+        "--current",
+        "--namespace",
+        "team-a",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "Context \"lab\" modified.\n"));
+    let (_, out, _) = run(&["config", "get-contexts"]);
+    assert_eq!(
+        out,
+        "CURRENT   NAME   CLUSTER   AUTHINFO   NAMESPACE\n*         lab    lab       admin      team-a\n"
+    );
+    let (_, out, _) = run(&[
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.contexts[0].context.namespace}",
+    ]);
+    assert_eq!(out, "team-a");
+    let (code, _, err) = run(&["config", "use-context", "nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: no context exists with the name: \"nope\"\n")
+    );
+    // The context is used: the server it names is not there.
+    let (code, _, err) = run(&["get", "pods"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "The connection to the server 127.0.0.1:9 was refused - did you specify the right host or port?\n"
+        )
+    );
+
+    // --context picks another context of the file.
+    let (code, _, err) = run(&["get", "pods", "--context", "nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: context was not found for specified context: nope\n"
+        )
+    );
+    // Without KUBECONFIG, ~/.kube/config is the file (created by `config set-*`).
+    let home_only = |args: &[&str]| {
+        testkit::run_cli(
+            "kubectl-lite",
+            args,
+            &[("HOME", home.as_str()), ("KUBECONFIG", "")],
+            None,
+        )
+    };
+    let (code, out, err) = home_only(&["config", "set-context", "home", "--namespace", "x"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Context \"home\" created.\n"),
+        "{err}"
+    );
+    assert!(dir.path().join(".kube").join("config").exists());
+    assert_eq!(home_only(&["config", "use-context", "home"]).0, 0);
+    assert_eq!(home_only(&["config", "current-context"]).1, "home\n");
+
+    // With no kubeconfig anywhere, the one `kube-lite up` wrote in this directory is used.
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(project.path().join(".kube-lite")).expect("mkdir");
+    let port = testkit::free_port();
+    let local =
+        client::config::Kubeconfig::single("kube-lite", &format!("http://127.0.0.1:{port}"));
+    std::fs::write(
+        project.path().join(".kube-lite").join("kubeconfig"),
+        serde_yaml::to_string(&local).expect("yaml"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(testkit::bin("kubectl-lite"))
+        .args(["get", "pods"])
+        .current_dir(project.path())
+        .env("HOME", project.path())
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "The connection to the server 127.0.0.1:{port} was refused - did you specify the right host or port?\n"
+        )
+    );
+
+    let (code, out, _) = run(&["completion", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("_kubectl__lite()") && out.contains("complete -F"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    let (code, out, _) = run(&["completion", "zsh"]);
+    assert!(
+        code == 0 && out.starts_with("#compdef kubectl-lite"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["completion", "fish"]);
+    assert!(
+        code == 0 && out.contains("complete -c kubectl-lite"),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&["explain", "deploy.spec.replicas"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n\nFIELD: replicas <integer>\n"), "{out}");
+    let (_, out, _) = run(&["explain", "pods"]);
+    assert!(out.contains("\nFIELDS:\n  apiVersion\t<string>\n"), "{out}");
+    let (code, _, err) = run(&["explain", "pods.spec.bogus"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: field \"bogus\" does not exist\n")
+    );
+    let (code, _, err) = run(&["explain", "widgets"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "error: the server doesn't have a resource type \"widgets\"\n"
+        )
+    );
+
+    let (code, out, _) = run(&["version", "--client"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Client Version: v1.37.0-kube-lite."),
+        "{out}"
+    );
+}

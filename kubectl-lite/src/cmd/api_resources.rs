@@ -132,8 +132,8 @@ impl ApiResources {
                 "--output {output} is not available, use one of: wide, name"
             )));
         }
-        let mut all = from_list("", "v1", &ctx.rest.get("/api/v1").await?);
-        let groups = ctx.rest.get("/apis").await?;
+        let mut all = from_list("", "v1", &ctx.get("/api/v1").await?);
+        let groups = ctx.get("/apis").await?;
         for g in groups["groups"]
             .as_array()
             .map(Vec::as_slice)
@@ -146,7 +146,7 @@ impl ApiResources {
                 continue;
             };
             let version = gv.rsplit('/').next().unwrap_or(gv);
-            let list = ctx.rest.get(&format!("/apis/{gv}")).await?;
+            let list = ctx.get(&format!("/apis/{gv}")).await?;
             all.extend(from_list(name, version, &list));
         }
         all.retain(|r| {
@@ -186,5 +186,6 @@ mod tests {
              nodes   no           v1           false        Node\n"
         );
         assert_eq!(render(&rows, "name", false), "pods\nnodes\n");
+        insta::assert_snapshot!(render(&rows, "wide", false));
     }
 }

@@ -2,22 +2,24 @@
 //! it when missing (recording the manifest in the `last-applied-configuration` annotation), else
 //! PATCH it with a three-way strategic merge patch (see [`crate::patch`]) — or nothing at all
 //! when the patch is empty (`unchanged`). Conflicts are retried on a fresh GET.
+//!
+//! `--wait` then follows what was applied until it is ready, with live progress: Deployments
+//! until their rollout is done (as `rollout status`), pods until they are Ready.
 
 use std::time::Duration;
 
 use api::ResourceInfo;
+use api::annotations::LAST_APPLIED;
 use api::resource::lookup_kind;
 use serde_json::{Map, Value, json};
 
-use crate::context::Context;
+use crate::cmd::rollout;
+use crate::context::{Context, PatchType, query};
 use crate::errors::{self, Error, Result};
 use crate::manifest::{FilenameArgs, Manifest};
 use crate::patch;
 use crate::printer;
-use crate::rest::query;
-
-/// The annotation client-side apply keeps the last applied manifest in.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use crate::util::parse_duration;
 /// The field manager kubectl's client-side apply writes with.
 const FIELD_MANAGER: &str = "kubectl-client-side-apply";
 /// kubectl's `maxPatchRetry`.
@@ -26,12 +28,23 @@ const MAX_PATCH_RETRIES: usize = 5;
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  kubectl-lite apply -f examples/blog.yaml     # create or update what the file describes
+  kubectl-lite apply -f manifests/ -R          # every .yaml/.yml/.json file, recursively
+  cat blog.yaml | kubectl-lite apply -f -
+  kubectl-lite apply -f blog.yaml --wait       # then follow the rollout until it is done")]
 pub struct Apply {
     #[command(flatten)]
     pub files: FilenameArgs,
     /// Output format: `name` prints only `kind.group/name`.
     #[arg(short = 'o', long, value_name = "FORMAT")]
     pub output: Option<String>,
+    /// Then wait, showing progress, until applied Deployments have rolled out and pods are Ready.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (`30s`, `5m`; 0: a week).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// What applying one object did.
@@ -79,10 +92,14 @@ impl Apply {
                 None => errors.push(mapping_error(&m)),
             }
         }
+        let mut applied = Vec::new();
         for (info, m) in resolved {
             match apply_one(ctx, info, &m).await {
                 Ok((name, outcome)) => {
-                    let line = printer::name(info, &name);
+                    if let Ok(ns) = target_namespace(ctx, info, &m) {
+                        applied.push((info, ns, name.clone()));
+                    }
+                    let line = info.qualified_name(&name);
                     if name_only {
                         printer::stdout(&format!("{line}\n"));
                     } else {
@@ -92,6 +109,12 @@ impl Apply {
                 // Nothing else will get through either.
                 Err(e) if e.is_transport() => return Err(e),
                 Err(e) => errors.push(e),
+            }
+        }
+        if self.wait && errors.is_empty() {
+            let deadline = crate::util::deadline(self.timeout);
+            for (info, ns, name) in &applied {
+                rollout::wait_ready(ctx, info, ns, name, deadline).await?;
             }
         }
         errors::collect(errors)
@@ -154,18 +177,17 @@ async fn apply_one(
         ("fieldManager", FIELD_MANAGER.to_string()),
         ("fieldValidation", "Strict".to_string()),
     ]);
-    let mut live = match ctx.rest.get(&path).await {
+    let mut live = match ctx.get(&path).await {
         Ok(live) => live,
         Err(e) if e.is_not_found() => {
             let mut body = modified;
             prune_nulls(&mut body);
-            ctx.rest
-                .post(
-                    &format!("{}{params}", info.collection_path(Some(&ns))),
-                    &body,
-                )
-                .await
-                .map_err(|e| e.with_source("creating", &m.source))?;
+            ctx.post(
+                &format!("{}{params}", info.collection_path(Some(&ns))),
+                &body,
+            )
+            .await
+            .map_err(|e| e.with_source("creating", &m.source))?;
             return Ok((name, Outcome::Created));
         }
         Err(e) => {
@@ -204,12 +226,7 @@ async fn apply_one(
             return Ok((name, Outcome::Unchanged));
         }
         match ctx
-            .rest
-            .patch(
-                &format!("{path}{params}"),
-                &patch,
-                "application/strategic-merge-patch+json",
-            )
+            .patch(&format!("{path}{params}"), &patch, PatchType::Strategic)
             .await
         {
             Ok(_) => return Ok((name, Outcome::Configured)),
@@ -218,7 +235,7 @@ async fn apply_one(
                 if attempt > 1 {
                     tokio::time::sleep(RETRY_BACKOFF).await;
                 }
-                live = ctx.rest.get(&path).await?;
+                live = ctx.get(&path).await?;
             }
             Err(e) => return Err(e.with_source("patching", &m.source)),
         }
@@ -247,7 +264,7 @@ pub fn with_last_applied(obj: &Value) -> Value {
 }
 
 /// Drop `null` fields before a create, as kubectl does, so create and update agree.
-fn prune_nulls(v: &mut Value) {
+pub fn prune_nulls(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.retain(|_, x| !x.is_null());

@@ -15,12 +15,18 @@ use tokio::time::Instant;
 use crate::builder;
 use crate::cmd::apply::{mapping_error, target_namespace};
 use crate::context::Context;
+use crate::context::query;
 use crate::errors::{self, Error, Result};
 use crate::manifest::FilenameArgs;
 use crate::printer;
-use crate::rest::query;
+use crate::util::parse_duration;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  kubectl-lite delete pod web-1                # its ReplicaSet creates a replacement
+  kubectl-lite delete -f examples/blog.yaml
+  kubectl-lite delete pods -l app=blog
+  kubectl-lite delete deploy blog --cascade=orphan   # keep its ReplicaSets and pods")]
 pub struct Delete {
     /// `KIND NAME…`, `KIND/NAME…`, or `KIND` with `-l` or `--all`.
     #[arg(value_name = "RESOURCE")]
@@ -81,41 +87,6 @@ struct Deleted {
     uid: String,
 }
 
-/// `30s`, `5m`, `1h`, `1m30s`, or plain seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h");
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            0.001
-        } else {
-            match c {
-                'h' => 3600.0,
-                'm' => 60.0,
-                's' => 1.0,
-                _ => return Err(bad()),
-            }
-        };
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        total += n * unit;
-        num.clear();
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 impl Delete {
     pub async fn run(self, ctx: &Context) -> Result<()> {
         let name_only = match self.output.as_deref() {
@@ -171,7 +142,7 @@ impl Delete {
         let mut deleted = Vec::new();
         for t in &targets {
             let path = t.info.object_path(Some(&t.namespace), &t.name);
-            match ctx.rest.delete(&path, &options).await {
+            match ctx.delete(&path, &options).await {
                 Ok(resp) => {
                     printer::stdout(&(deleted_line(t, grace, name_only) + "\n"));
                     // Kubernetes answers the object (still there, or as it was) or a Status.
@@ -295,7 +266,6 @@ impl Delete {
             }
             let ns = (!self.all_namespaces).then_some(ctx.namespace.as_str());
             let list = match ctx
-                .rest
                 .get(&format!("{}{}", sel.info.collection_path(ns), query(&q)))
                 .await
             {
@@ -328,7 +298,7 @@ impl Delete {
 /// `deployment.apps "blog" deleted from default namespace`, as kubectl 1.34+ prints it.
 fn deleted_line(t: &Target, grace: i64, name_only: bool) -> String {
     if name_only {
-        return printer::name(t.info, &t.name);
+        return t.info.qualified_name(&t.name);
     }
     let mut op = if grace == 0 {
         "force deleted".to_string()
@@ -338,7 +308,7 @@ fn deleted_line(t: &Target, grace: i64, name_only: bool) -> String {
     if t.info.namespaced {
         op = format!("{op} from {} namespace", t.namespace);
     }
-    format!("{} {:?} {op}", printer::kind_string(t.info), t.name)
+    format!("{} {:?} {op}", t.info.kind_string(), t.name)
 }
 
 /// Wait until the object is gone (or replaced by another with a new uid): GET, then watch from
@@ -353,7 +323,7 @@ async fn wait_until_gone(ctx: &Context, d: &Deleted, deadline: Instant) -> Resul
         ))
     };
     loop {
-        let obj = match ctx.rest.get(&path).await {
+        let obj = match ctx.get(&path).await {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
             Ok(o) => o,
@@ -384,8 +354,7 @@ async fn wait_until_gone(ctx: &Context, d: &Deleted, deadline: Instant) -> Resul
         let ns = t.info.namespaced.then_some(t.namespace.as_str());
         let watch = async {
             let mut events = ctx
-                .rest
-                .watch(&format!("{}{q}", t.info.collection_path(ns)))
+                .watch(&format!("{}{q}", t.info.collection_path(ns)), false)
                 .await?;
             while let Some(ev) = events.next().await {
                 match ev {
@@ -411,18 +380,6 @@ async fn wait_until_gone(ctx: &Context, d: &Deleted, deadline: Instant) -> Resul
 mod tests {
     use super::*;
     use api::resource::{DEPLOYMENT, NAMESPACE};
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5").is_ok());
-        assert!(parse_duration("5x").is_err());
-    }
 
     #[test]
     fn deleted_lines() {

@@ -1,24 +1,42 @@
 //! `get`: server-side Tables for humans (so the columns are the ones the real kubectl shows
-//! against this server), the objects themselves for `-o yaml|json|name`. Lists are read in
-//! chunks of 500 (`limit`/`continue`), as kubectl does.
+//! against this server), the objects themselves for `-o yaml|json|name|jsonpath=…`. Lists are
+//! read in chunks of 500 (`limit`/`continue`), as kubectl does.
+//!
+//! `-w` lists, then watches from the list's resourceVersion and prints a row per change (the
+//! server renders each watched object as a one-row Table), aligned with the rows above it.
 
 use api::ResourceInfo;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::builder::{self, Selection};
-use crate::context::Context;
+use crate::color;
+use crate::context::{Context, query};
 use crate::errors::{self, Error, Result};
 use crate::printer::{self, Output, Section, TableOptions};
-use crate::rest::query;
+use crate::tabwriter;
 
 #[derive(clap::Args, Debug, Default)]
+#[command(after_help = "Examples:
+  kubectl-lite get pods                        # pods of the current namespace
+  kubectl-lite get pods -o wide -A             # every namespace, with IP and NODE
+  kubectl-lite get deploy,rs,po -l app=blog    # several kinds, by label
+  kubectl-lite get pod web-1 -o yaml           # one object, whole
+  kubectl-lite get pods -o jsonpath='{.items[*].status.podIP}'
+  kubectl-lite get pods -w                     # then watch changes (Ctrl-C stops)")]
 pub struct Get {
     /// `KIND [NAME…]`, `KIND/NAME…`, `kind1,kind2`, or `all`.
     #[arg(value_name = "RESOURCE")]
     pub args: Vec<String>,
-    /// Output format: wide, yaml, json or name.
+    /// Output format: wide, yaml, json, name, jsonpath=TEMPLATE or jsonpath-file=FILE.
     #[arg(short = 'o', long, value_name = "FORMAT")]
     pub output: Option<String>,
+    /// After listing, watch for changes and print them as they happen (Ctrl-C stops).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Watch for changes without listing first.
+    #[arg(long)]
+    pub watch_only: bool,
     /// Label selector to filter on (`app=web`, `tier in (a,b)`, `!canary`).
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
@@ -62,11 +80,130 @@ impl Get {
                 "name cannot be provided when a selector is specified",
             ));
         }
-        if output.is_human() {
-            self.human(ctx, output, &selections).await
-        } else {
-            self.generic(ctx, output, &selections).await
+        if self.watch || self.watch_only {
+            return self.watch(ctx, &output, &selections).await;
         }
+        if output.is_human() {
+            self.human(ctx, &output, &selections).await
+        } else {
+            self.generic(ctx, &output, &selections).await
+        }
+    }
+
+    fn table_options(&self, output: &Output, sel: &Selection, several_kinds: bool) -> TableOptions {
+        TableOptions {
+            wide: *output == Output::Wide,
+            no_headers: self.no_headers,
+            with_namespace: self.all_namespaces && sel.info.namespaced,
+            show_labels: self.show_labels,
+            kind_prefix: several_kinds.then(|| sel.info.kind_string()),
+            color: color::stdout(),
+        }
+    }
+
+    /// `-w`: the list (unless `--watch-only`), then a row (or an object) per change.
+    async fn watch(&self, ctx: &Context, output: &Output, selections: &[Selection]) -> Result<()> {
+        let [sel] = selections else {
+            return Err(Error::msg(format!(
+                "watch is only supported on individual resources and resource collections, but {} resources were found",
+                selections.len()
+            )));
+        };
+        if sel.names.len() > 1 {
+            return Err(Error::msg(format!(
+                "watch is only supported on individual resources and resource collections, but {} resources were found",
+                sel.names.len()
+            )));
+        }
+        let mut params = self.list_params();
+        params.retain(|(k, _)| *k != "limit");
+        if let Some(name) = sel.names.first() {
+            params.push(("fieldSelector", format!("metadata.name={name}")));
+        }
+        let collection = sel.info.collection_path(self.namespace(ctx));
+        let options = self.table_options(output, sel, false);
+        let mut widths: Vec<usize> = Vec::new();
+        let mut header_printed = false;
+        // The first list: printed like `get`, and the resourceVersion to watch from.
+        let rv = if self.watch_only {
+            "0".to_string()
+        } else {
+            let list = if output.is_human() {
+                ctx.get_table(&format!("{collection}{}", query(&params)))
+                    .await?
+            } else {
+                ctx.get(&format!("{collection}{}", query(&params))).await?
+            };
+            let rv = list["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+            if output.is_human() {
+                let table = as_table(sel.info, list);
+                let cells = printer::table_cells(&table, &options);
+                if !cells.is_empty() {
+                    let (text, w) = tabwriter::align_min(&cells, tabwriter::GET, &[]);
+                    printer::stdout(&text);
+                    widths = w;
+                    header_printed = !self.no_headers;
+                } else {
+                    printer::stderr(&printer::no_resources(
+                        (!self.all_namespaces && sel.info.namespaced)
+                            .then_some(ctx.namespace.as_str()),
+                    ));
+                }
+            } else {
+                let items: Vec<(&'static ResourceInfo, Value)> = list["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| (sel.info, printer::with_type_meta(sel.info, o)))
+                    .collect();
+                for (info, o) in items {
+                    printer::stdout(&watched_object(output, info, o)?);
+                }
+            }
+            rv
+        };
+        params.push(("resourceVersion", rv));
+        params.push(("watch", "true".to_string()));
+        let mut events = ctx
+            .watch(
+                &format!("{collection}{}", query(&params)),
+                output.is_human(),
+            )
+            .await?;
+        // With --watch-only and a resourceVersion of 0, the current objects come first as ADDED.
+        while let Some(ev) = events.next().await {
+            let ev = ev?;
+            match ev.type_.as_str() {
+                "ERROR" => {
+                    let status: api::Status =
+                        serde_json::from_value(ev.object).map_err(|e| Error::msg(e.to_string()))?;
+                    return Err(Error::Api(Box::new(status)));
+                }
+                "BOOKMARK" => continue,
+                _ => {}
+            }
+            if output.is_human() {
+                let mut o = options.clone();
+                o.no_headers = header_printed || self.no_headers;
+                let table = as_table(sel.info, ev.object);
+                let cells = printer::table_cells(&table, &o);
+                if cells.is_empty() {
+                    continue;
+                }
+                let (text, w) = tabwriter::align_min(&cells, tabwriter::GET, &widths);
+                printer::stdout(&text);
+                widths = w;
+                header_printed = header_printed || !self.no_headers;
+            } else {
+                let obj = printer::with_type_meta(sel.info, ev.object);
+                printer::stdout(&watched_object(output, sel.info, obj)?);
+            }
+        }
+        Ok(())
     }
 
     /// The namespace in request paths: None lists across all namespaces.
@@ -88,18 +225,12 @@ impl Get {
         q
     }
 
-    async fn human(&self, ctx: &Context, output: Output, selections: &[Selection]) -> Result<()> {
+    async fn human(&self, ctx: &Context, output: &Output, selections: &[Selection]) -> Result<()> {
         let several_kinds = selections.len() > 1;
         let mut sections = Vec::new();
         let mut errors = Vec::new();
         for sel in selections {
-            let options = TableOptions {
-                wide: output == Output::Wide,
-                no_headers: self.no_headers,
-                with_namespace: self.all_namespaces && sel.info.namespaced,
-                show_labels: self.show_labels,
-                kind_prefix: several_kinds.then(|| printer::kind_string(sel.info)),
-            };
+            let options = self.table_options(output, sel, several_kinds);
             let table = if sel.names.is_empty() {
                 match self.list_table(ctx, sel.info).await {
                     Ok(t) => t,
@@ -113,7 +244,7 @@ impl Get {
                 let mut table: Option<Value> = None;
                 for name in &sel.names {
                     let path = sel.info.object_path(self.namespace(ctx), name);
-                    match ctx.rest.get_table(&path).await {
+                    match ctx.get_table(&path).await {
                         Ok(t) => merge_rows(&mut table, as_table(sel.info, t)),
                         Err(e) if e.is_not_found() && self.ignore_not_found => {}
                         Err(e) if e.is_transport() => return Err(e),
@@ -149,7 +280,6 @@ impl Get {
                 q.push(("continue", cont.clone()));
             }
             let page = ctx
-                .rest
                 .get_table(&format!(
                     "{}{}",
                     info.collection_path(self.namespace(ctx)),
@@ -170,7 +300,12 @@ impl Get {
         }))
     }
 
-    async fn generic(&self, ctx: &Context, output: Output, selections: &[Selection]) -> Result<()> {
+    async fn generic(
+        &self,
+        ctx: &Context,
+        output: &Output,
+        selections: &[Selection],
+    ) -> Result<()> {
         let mut objects: Vec<(&'static ResourceInfo, Value)> = Vec::new();
         let mut errors = Vec::new();
         for sel in selections {
@@ -188,7 +323,6 @@ impl Get {
             }
             for name in &sel.names {
                 match ctx
-                    .rest
                     .get(&sel.info.object_path(self.namespace(ctx), name))
                     .await
                 {
@@ -217,7 +351,6 @@ impl Get {
                 q.push(("continue", cont.clone()));
             }
             let mut page = ctx
-                .rest
                 .get(&format!(
                     "{}{}",
                     info.collection_path(self.namespace(ctx)),
@@ -236,6 +369,17 @@ impl Get {
             }
         }
     }
+}
+
+/// One watched object as `-o yaml|json|name|jsonpath` prints it (YAML documents separated by
+/// `---`, as kubectl does).
+fn watched_object(output: &Output, info: &'static ResourceInfo, obj: Value) -> Result<String> {
+    let text = printer::generic(output, vec![(info, obj)], true).map_err(Error::Message)?;
+    Ok(match output {
+        Output::Yaml => format!("---\n{text}"),
+        Output::JsonPath(_) => text,
+        _ => text,
+    })
 }
 
 /// A Table, whatever the server answered: an object or a list (a server without Table support)

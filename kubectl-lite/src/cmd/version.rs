@@ -35,31 +35,40 @@ pub fn client_info() -> Value {
 }
 
 impl Version {
+    /// `--client`: no server, no kubeconfig needed.
+    pub fn run_client_only(self) -> Result<()> {
+        let text = self.render(&client_info(), None)?;
+        printer::stdout(&text);
+        Ok(())
+    }
+
     pub async fn run(self, ctx: &Context) -> Result<()> {
-        let format = self.output.as_deref().unwrap_or("");
-        if !matches!(format, "" | "yaml" | "json") {
-            return Err(Error::msg(format!(
-                "--output must be 'yaml' or 'json', got {format:?}"
-            )));
-        }
-        let client = client_info();
-        let server = if self.client {
-            None
+        let (server, err) = if self.client {
+            (None, None)
         } else {
-            Some(ctx.rest.get("/version").await)
+            match ctx.get("/version").await {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(e)),
+            }
         };
-        let (server, err) = match server {
-            Some(Ok(v)) => (Some(v), None),
-            Some(Err(e)) => (None, Some(e)),
-            None => (None, None),
-        };
-        let text = match format {
+        let text = self.render(&client_info(), server.as_ref())?;
+        printer::stdout(&text);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The versions as `-o` asks.
+    fn render(&self, client: &Value, server: Option<&Value>) -> Result<String> {
+        let format = self.output.as_deref().unwrap_or("");
+        Ok(match format {
             "" => {
                 let mut s = format!(
                     "Client Version: {}\n",
                     client["gitVersion"].as_str().unwrap_or_default()
                 );
-                if let Some(v) = &server {
+                if let Some(v) = server {
                     s.push_str(&format!(
                         "Server Version: {}\n",
                         v["gitVersion"].as_str().unwrap_or_default()
@@ -67,22 +76,22 @@ impl Version {
                 }
                 s
             }
-            f => {
+            "json" | "yaml" => {
                 let mut all = json!({ "clientVersion": client });
-                if let Some(v) = &server {
+                if let Some(v) = server {
                     all["serverVersion"] = v.clone();
                 }
-                if f == "json" {
+                if format == "json" {
                     printer::to_json(&all) + "\n"
                 } else {
                     printer::to_yaml(&all).map_err(Error::Message)?
                 }
             }
-        };
-        printer::stdout(&text);
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            other => {
+                return Err(Error::msg(format!(
+                    "--output must be 'yaml' or 'json', got {other:?}"
+                )));
+            }
+        })
     }
 }
