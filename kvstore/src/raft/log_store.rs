@@ -210,8 +210,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
+    /// The vote as saved, but never "committed". openraft 0.9 restores a member whose saved
+    /// vote is a committed one for itself as leader in the same term, reusing that term's old
+    /// no-op entry as its read index while its commit index is the stale one read at startup —
+    /// so a linearizable read right after a full-cluster restart could miss acknowledged writes.
+    /// An uncommitted vote keeps the same promise (no vote for anyone else in this term) and
+    /// makes the member stand for election in a new term, whose no-op commits everything before.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SE> {
-        self.get_state(VOTE)
+        Ok(self.get_state::<Vote<NodeId>>(VOTE)?.map(|mut v| {
+            v.committed = false;
+            v
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SE> {
