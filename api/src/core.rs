@@ -802,8 +802,9 @@ pub struct DaemonEndpoint {
     pub port: i32,
 }
 
+/// Go decodes a missing field as its zero value: so does this (clients send partial ones).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct NodeSystemInfo {
     #[serde(rename = "machineID")]
     pub machine_id: String,

@@ -499,6 +499,89 @@ mod tests {
         insta::assert_snapshot!(out);
     }
 
+    /// Every other kind's table, default and wide, as `get` prints it.
+    #[test]
+    fn replica_sets_nodes_events_config_maps_namespaces_and_leases() {
+        use api::resource::{EVENT, LEASE, NAMESPACE, NODE, REPLICA_SET};
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "blog-7d4b9c", "namespace": "default", "creationTimestamp": "2024-05-01T11:58:00Z"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "blog", "pod-template-hash": "7d4b9c"}},
+                     "template": {"metadata": {"labels": {"app": "blog"}}, "spec": {"containers": [{"name": "web", "image": "python:3.12"}]}}},
+            "status": {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2}});
+        let node = |name: &str, ready: &str, cordoned: bool| {
+            json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "creationTimestamp": "2024-04-29T12:00:00Z",
+                         "labels": {"node-role.kubernetes.io/control-plane": "", "kubernetes.io/hostname": name}},
+            "spec": {"unschedulable": cordoned},
+            "status": {"conditions": [{"type": "Ready", "status": ready}],
+                       "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                       "nodeInfo": {"kubeletVersion": "v1.37.0-kube-lite", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                                    "kernelVersion": "6.1.0", "containerRuntimeVersion": "kube-lite-process://0.1"}}})
+        };
+        let event = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "blog-7d4b9c-x2x9q.17a", "namespace": "default", "creationTimestamp": "2024-05-01T11:59:00Z"},
+            "involvedObject": {"kind": "Pod", "name": "blog-7d4b9c-x2x9q", "namespace": "default"},
+            "reason": "Scheduled", "message": "Successfully assigned default/blog-7d4b9c-x2x9q to node-1",
+            "type": "Normal", "source": {"component": "scheduler"}, "count": 1,
+            "firstTimestamp": "2024-05-01T11:59:00Z", "lastTimestamp": "2024-05-01T11:59:00Z"});
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "blog-config", "namespace": "default", "creationTimestamp": "2024-05-01T11:59:30Z"},
+            "data": {"title": "Notes", "motd": "hello"}});
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "kube-system", "creationTimestamp": "2024-04-29T12:00:00Z"},
+            "status": {"phase": "Active"}});
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "node-1", "namespace": "kube-node-lease", "creationTimestamp": "2024-04-29T12:00:00Z"},
+            "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40}});
+        let wide = TableOptions {
+            wide: true,
+            ..Default::default()
+        };
+        let mut out = String::new();
+        for (info, items) in [
+            (&REPLICA_SET, vec![rs]),
+            (
+                &NODE,
+                vec![
+                    node("node-1", "True", false),
+                    node("node-2", "Unknown", true),
+                ],
+            ),
+            (&EVENT, vec![event]),
+            (&CONFIG_MAP, vec![cm]),
+            (&NAMESPACE, vec![ns]),
+            (&LEASE, vec![lease]),
+        ] {
+            let t = server_table(info, &items);
+            out.push_str(&format!("--- {} ---\n", info.plural));
+            out.push_str(&table(&t, &TableOptions::default()));
+            out.push_str(&format!("--- {} -o wide ---\n", info.plural));
+            out.push_str(&table(&t, &wide));
+        }
+        insta::assert_snapshot!(out);
+    }
+
+    /// STATUS shows the container's reason, as kubectl does.
+    #[test]
+    fn pod_status_column_shows_container_reasons() {
+        let mut crash = pod("default", "web-crash", "web", "node-1", 300, "Running");
+        crash["status"]["containerStatuses"][0]["ready"] = json!(false);
+        crash["status"]["containerStatuses"][0]["restartCount"] = json!(4);
+        crash["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        let mut config = pod("default", "web-config", "web", "node-1", 30, "Pending");
+        config["status"]["containerStatuses"][0]["state"] =
+            json!({"waiting": {"reason": "CreateContainerConfigError"}});
+        let mut done = pod("default", "job-done", "job", "node-2", 600, "Succeeded");
+        done["status"]["containerStatuses"][0]["state"] =
+            json!({"terminated": {"reason": "Completed", "exitCode": 0}});
+        let mut deleting = pod("default", "web-old", "web", "node-2", 900, "Running");
+        deleting["metadata"]["deletionTimestamp"] = json!("2024-05-01T11:59:58Z");
+        let creating = pod("default", "web-new", "web", "node-2", 1, "Pending");
+        let t = server_table(&POD, &[crash, config, done, deleting, creating]);
+        insta::assert_snapshot!(table(&t, &TableOptions::default()));
+    }
+
     #[test]
     fn empty_tables_print_nothing_but_a_note() {
         let t = server_table(&POD, &[]);
