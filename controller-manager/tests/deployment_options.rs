@@ -63,7 +63,6 @@ async fn min_ready_paused_history_limit_and_progress_deadline() {
                 .iter()
                 .find(|c| c.type_ == "Ready" && c.status == "True")?
                 .last_transition_time
-                .clone()
         })
         .map(|t| t.0)
         .max()
