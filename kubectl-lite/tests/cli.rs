@@ -212,6 +212,20 @@ async fn apply_takes_directories_and_lists() {
         out,
         "configmap/a created\nconfigmap/b1 created\nconfigmap/b2 created\n"
     );
+
+    // Subdirectories only with -R, as kubectl.
+    std::fs::create_dir(c.dir.path().join("site/more")).expect("mkdir");
+    c.write(
+        "site/more/c.yml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    let (code, out, err) = c.kubectl(&["apply", "-f", &dir]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("configmap/c"), "{out}");
+    let (code, out, err) = c.kubectl(&["apply", "-f", &dir, "-R"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configmap/c created\n"), "{out}");
+    assert!(out.contains("configmap/a unchanged\n"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
