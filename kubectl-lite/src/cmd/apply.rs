@@ -152,6 +152,26 @@ pub fn target_namespace(ctx: &Context, info: &ResourceInfo, m: &Manifest) -> Res
     Ok(own.to_string())
 }
 
+/// What `create -f` and `replace -f` send for a manifest: its kind, its namespace and the object
+/// placed there (with the last-applied annotation when `save_config`), or why it can't be sent.
+pub fn prepare(
+    ctx: &Context,
+    m: &Manifest,
+    save_config: bool,
+) -> Result<(&'static ResourceInfo, String, Value)> {
+    let info = lookup_kind(m.api_version(), m.kind()).ok_or_else(|| mapping_error(m))?;
+    let ns = target_namespace(ctx, info, m)?;
+    let mut obj = m.object.clone();
+    if info.namespaced {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+    if save_config {
+        obj = with_last_applied(&obj);
+    }
+    prune_nulls(&mut obj);
+    Ok((info, ns, obj))
+}
+
 async fn apply_one(
     ctx: &Context,
     info: &'static ResourceInfo,

@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use api::ResourceInfo;
-use api::resource::{CONFIG_MAP, DEPLOYMENT, NAMESPACE, lookup_kind};
+use api::resource::{CONFIG_MAP, DEPLOYMENT, NAMESPACE};
 use serde_json::{Map, Value, json};
 
-use crate::cmd::apply::{mapping_error, prune_nulls, target_namespace, with_last_applied};
+use crate::cmd::apply::{prepare, with_last_applied};
 use crate::context::{Context, query};
 use crate::errors::{self, Error, Result};
 use crate::manifest::FilenameArgs;
@@ -156,25 +156,13 @@ async fn create_from_files(
     let manifests = files.read(&mut std::io::stdin())?;
     let mut errors = Vec::new();
     for m in manifests {
-        let Some(info) = lookup_kind(m.api_version(), m.kind()) else {
-            errors.push(mapping_error(&m));
-            continue;
-        };
-        let ns = match target_namespace(ctx, info, &m) {
-            Ok(ns) => ns,
+        let (info, ns, obj) = match prepare(ctx, &m, save_config) {
+            Ok(p) => p,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        let mut obj = m.object.clone();
-        if info.namespaced {
-            obj["metadata"]["namespace"] = json!(ns);
-        }
-        if save_config {
-            obj = with_last_applied(&obj);
-        }
-        prune_nulls(&mut obj);
         match ctx.post(&info.collection_path(Some(&ns)), &obj).await {
             Ok(created) => {
                 let name = created["metadata"]["name"].as_str().unwrap_or(m.name());

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use api::resource::lookup_kind;
 use serde_json::json;
 
-use crate::cmd::apply::{mapping_error, prune_nulls, target_namespace, with_last_applied};
+use crate::cmd::apply::prepare;
 use crate::cmd::create::name_only;
 use crate::context::Context;
 use crate::errors::{self, Error, Result};
@@ -38,25 +37,13 @@ impl Replace {
         let name_only = name_only(self.output.as_deref())?;
         let mut errors = Vec::new();
         for m in self.files.read(&mut std::io::stdin())? {
-            let Some(info) = lookup_kind(m.api_version(), m.kind()) else {
-                errors.push(mapping_error(&m));
-                continue;
-            };
-            let ns = match target_namespace(ctx, info, &m) {
-                Ok(ns) => ns,
+            let (info, ns, mut obj) = match prepare(ctx, &m, self.save_config) {
+                Ok(p) => p,
                 Err(e) => {
                     errors.push(e);
                     continue;
                 }
             };
-            let mut obj = m.object.clone();
-            if info.namespaced {
-                obj["metadata"]["namespace"] = json!(ns);
-            }
-            if self.save_config {
-                obj = with_last_applied(&obj);
-            }
-            prune_nulls(&mut obj);
             let path = info.object_path(Some(&ns), m.name());
             let result = if self.force {
                 // Delete, wait for it to be gone, create.
