@@ -42,6 +42,7 @@ pub mod machine;
 pub mod node;
 pub mod pod_manager;
 pub mod pod_worker;
+pub mod prober;
 pub mod registry;
 pub mod runtime;
 pub mod server;

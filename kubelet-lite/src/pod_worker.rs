@@ -29,6 +29,7 @@ use crate::backoff::{Backoff, go_duration};
 use crate::context::Context;
 use crate::env::{self, ConfigMaps, PodFacts};
 use crate::logs::LogHandle;
+use crate::prober::{self, Action, Kind, Probes};
 use crate::registry::{ContainerEntry, PodEntry};
 use crate::runtime::{ContainerSpec, Running, StopSignal};
 use crate::state::{PodRecord, ProcRecord};
@@ -78,6 +79,11 @@ struct Container {
     backoff_event_for: Option<Instant>,
     /// The log of the last run, for the logs endpoint once it has exited.
     last_log: Option<Arc<LogHandle>>,
+    /// The running container's probes, and where they run.
+    probes: Option<Probes>,
+    probe_target: prober::Target,
+    /// Killed for failing a probe: when SIGTERM turns into SIGKILL.
+    kill_at: Option<Instant>,
 }
 
 impl Container {
@@ -89,6 +95,8 @@ impl Container {
             current: self.current.clone(),
             last_term: self.last_term.clone(),
             prev_term: self.prev_term.clone(),
+            ready: self.probes.as_ref().is_none_or(Probes::ready),
+            started: self.probes.as_ref().is_none_or(Probes::started),
         }
     }
 
@@ -156,6 +164,9 @@ impl Worker {
                     error_streak: 0,
                     backoff_event_for: None,
                     last_log: None,
+                    probes: None,
+                    probe_target: prober::Target::default(),
+                    kill_at: None,
                 };
                 // A pod an earlier kubelet ran: carry its history on (the old processes were
                 // stopped at start-up, so a running container ended, as after a node reboot).
@@ -327,6 +338,8 @@ impl Worker {
             c.last_term = Some(term);
             c.current = Current::Exited;
             c.last_log = Some(r.log.clone());
+            c.probes = None;
+            c.kill_at = None;
             if restarts_allowed && status::should_restart(&policy, exit.exit_code) {
                 let ran_for = exit.finished.saturating_duration_since(r.started);
                 let delay = c.backoff.exited(exit.finished, ran_for);
@@ -456,8 +469,95 @@ impl Worker {
         for i in 0..self.containers.len() {
             self.sync_container(i).await;
         }
+        self.run_probes().await;
         self.publish();
         self.write_status(false).await;
+    }
+
+    /// Run the probes that are due; act on what they say (readiness, or a restart).
+    async fn run_probes(&mut self) {
+        for i in 0..self.containers.len() {
+            let now = Instant::now();
+            let key = self.key();
+            let c = &mut self.containers[i];
+            let Some(running) = &c.running else { continue };
+            if let Some(at) = c.kill_at {
+                if now >= at {
+                    tracing::info!(pod = %key, container = %c.name, "grace period over; killing");
+                    self.ctx.runtime.signal(running, StopSignal::Kill);
+                    c.kill_at = None;
+                } else {
+                    self.wake_at(at);
+                }
+                continue;
+            }
+            let Some(due) = c.probes.as_ref().map(|p| p.due(now)) else {
+                continue;
+            };
+            let target = c.probe_target.clone();
+            let name = c.name.clone();
+            for (kind, probe) in due {
+                let result = prober::check(&probe, &target).await;
+                if let Err(msg) = &result {
+                    tracing::debug!(pod = %self.key(), container = %name, probe = kind.title(), %msg, "probe failed");
+                    self.event_warning(
+                        Some(&name),
+                        "Unhealthy",
+                        format!("{} probe failed: {msg}", kind.title()),
+                    );
+                }
+                let Some(p) = self.containers[i].probes.as_mut() else {
+                    break;
+                };
+                match p.record(kind, result.is_ok(), Instant::now()) {
+                    Action::None => {}
+                    Action::Ready(ready) => {
+                        tracing::info!(pod = %self.key(), container = %name, ready, "container readiness changed");
+                    }
+                    Action::Restart => {
+                        self.kill_for_probe(i, kind, &probe);
+                        break;
+                    }
+                }
+            }
+            if let Some(t) = self.containers[i]
+                .probes
+                .as_ref()
+                .and_then(Probes::next_due)
+            {
+                self.wake_at(t);
+            }
+        }
+    }
+
+    /// A failed liveness or startup probe: SIGTERM now, SIGKILL after the grace period; the
+    /// exit is then a restart like any other (restart policy, backoff).
+    fn kill_for_probe(&mut self, i: usize, kind: Kind, probe: &api::core::Probe) {
+        let name = self.containers[i].name.clone();
+        let what = if kind == Kind::Startup {
+            "startup"
+        } else {
+            "liveness"
+        };
+        tracing::info!(pod = %self.key(), container = %name, probe = what, "probe failed its threshold; killing the container");
+        self.event_normal(
+            Some(&name),
+            "Killing",
+            format!("Container {name} failed {what} probe, will be restarted"),
+        );
+        let grace = probe
+            .termination_grace_period_seconds
+            .or(self.pod.spec.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE)
+            .max(0) as u64;
+        let at = Instant::now() + Duration::from_secs(grace);
+        let c = &mut self.containers[i];
+        if let Some(r) = &c.running {
+            self.ctx.runtime.signal(r, StopSignal::Term);
+        }
+        c.probes = None;
+        c.kill_at = Some(at);
+        self.wake_at(at);
     }
 
     async fn sync_container(&mut self, i: usize) {
@@ -640,6 +740,17 @@ impl Worker {
                     started_at: r.started_at,
                     id: r.id.clone(),
                 };
+                c.probes = Some(Probes::new(&spec, r.started));
+                c.probe_target = prober::Target {
+                    pod_ip: self.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    ports: spec.ports.clone(),
+                    env: run.env.clone(),
+                    working_dir: run.working_dir.clone(),
+                };
+                if let Some(t) = c.probes.as_ref().and_then(Probes::next_due) {
+                    self.wake_at(t);
+                }
+                let c = &mut self.containers[i];
                 c.running = Some(r);
                 self.save_state();
             }

@@ -36,6 +36,10 @@ pub struct ContainerView {
     pub last_term: Option<ContainerStateTerminated>,
     /// The termination before that (the `lastState` of an exited container).
     pub prev_term: Option<ContainerStateTerminated>,
+    /// Its probes say so (no readiness probe: ready once started); meaningful while running.
+    pub ready: bool,
+    /// Its startup probe passed (no startup probe: started once running).
+    pub started: bool,
 }
 
 impl ContainerView {
@@ -50,6 +54,8 @@ impl ContainerView {
             },
             last_term: None,
             prev_term: None,
+            ready: false,
+            started: false,
         }
     }
 
@@ -101,13 +107,12 @@ impl ContainerView {
             name: self.name.clone(),
             state,
             last_state,
-            // No readiness or startup probes yet: running is ready and started.
-            ready: running,
+            ready: running && self.ready,
             restart_count: self.restart_count,
             image: self.image.clone(),
             image_id: format!("kube-lite://{}", self.image),
             container_id,
-            started: Some(running),
+            started: Some(running && self.started),
         }
     }
 }
@@ -273,7 +278,7 @@ pub fn pod_status(
 
     let unready: Vec<&str> = containers
         .iter()
-        .filter(|c| !c.is_running())
+        .filter(|c| !(c.is_running() && c.ready))
         .map(|c| c.name.as_str())
         .collect();
     let completed = s.phase == "Succeeded";
@@ -354,6 +359,8 @@ mod tests {
                 started_at: t(1),
                 id: "42".into(),
             },
+            ready: true,
+            started: true,
             ..ContainerView::waiting(name, "img", "", "")
         }
     }
