@@ -40,6 +40,8 @@ pub struct Context {
     /// `PATH` of every container: the kubelet's own.
     pub path_env: String,
     pub boot_id: String,
+    /// How often ConfigMap volumes are refreshed from the API server.
+    pub sync_frequency: Duration,
 }
 
 impl Context {

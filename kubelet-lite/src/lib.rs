@@ -48,6 +48,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -93,6 +94,8 @@ pub struct Config {
     pub restart_backoff_max: Duration,
     /// SIGTERM → SIGKILL delay for pod processes when this kubelet stops.
     pub shutdown_grace: Duration,
+    /// How often ConfigMap volumes are refreshed (kubelet's `--sync-frequency`, 1 min).
+    pub sync_frequency: Duration,
 }
 
 impl Config {
@@ -120,6 +123,7 @@ impl Config {
             restart_backoff_base: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(5),
+            sync_frequency: Duration::from_secs(60),
         }
     }
 }
@@ -233,6 +237,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
         }),
         boot_id: machine.boot_id.clone(),
+        sync_frequency: config.sync_frequency,
     });
     tracing::info!(node = %config.node_name, server = %config.server, root = %root.display(),
         pod_cidr = %cidr, port, "kubelet-lite starting");

@@ -46,6 +46,9 @@ struct Args {
     /// First crash-loop restart delay in seconds (doubling up to 300).
     #[arg(long, default_value_t = 10.0)]
     restart_backoff: f64,
+    /// How often ConfigMap volumes are refreshed, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    sync_frequency: f64,
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -89,6 +92,12 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
             args.restart_backoff
         ));
     }
+    if !(args.sync_frequency.is_finite() && args.sync_frequency > 0.0) {
+        return Err(format!(
+            "invalid --sync-frequency {}: must be a positive number of seconds",
+            args.sync_frequency
+        ));
+    }
     let node_labels = parse_labels(&args.node_labels)?;
     let cpu = quantity("--cpu", args.cpu, true)?;
     let memory = quantity("--memory", args.memory, false)?;
@@ -107,6 +116,7 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     c.max_pods = args.max_pods;
     c.node_labels = node_labels;
     c.restart_backoff_base = Duration::from_secs_f64(args.restart_backoff);
+    c.sync_frequency = Duration::from_secs_f64(args.sync_frequency);
     c.restart_backoff_max = c.restart_backoff_base.max(Duration::from_secs(300));
     Ok(c)
 }

@@ -34,6 +34,7 @@ use crate::registry::{ContainerEntry, PodEntry};
 use crate::runtime::{ContainerSpec, Running, StopSignal};
 use crate::state::{PodRecord, ProcRecord};
 use crate::status::{self, ContainerView, Current, PodFactsForStatus};
+use crate::volumes;
 
 /// What the pod manager tells a worker.
 #[derive(Clone, Debug)]
@@ -130,6 +131,9 @@ struct Worker {
     stopping: bool,
     wake: Arc<Notify>,
     next_wake: Option<Instant>,
+    /// Volumes: when they were last refreshed, and why they could not be set up.
+    volumes_synced: Option<Instant>,
+    volume_error: Option<String>,
 }
 
 fn rv(p: &Pod) -> u64 {
@@ -210,6 +214,8 @@ impl Worker {
             stopping: false,
             wake: Arc::new(Notify::new()),
             next_wake: None,
+            volumes_synced: None,
+            volume_error: None,
             ctx,
         }
     }
@@ -466,12 +472,103 @@ impl Worker {
         if self.start_time.is_none() {
             self.start_time = Some(Time::now());
         }
+        self.sync_volumes(&sandbox).await;
+        if let Some(msg) = self.volume_error.clone() {
+            // Containers wait in ContainerCreating until their volumes can be set up.
+            for c in self.containers.iter_mut().filter(|c| c.running.is_none()) {
+                if !c.ever_started {
+                    c.set_waiting("ContainerCreating", String::new());
+                }
+            }
+            tracing::debug!(pod = %self.key(), %msg, "volumes not ready");
+            self.run_probes().await;
+            self.publish();
+            self.write_status(false).await;
+            return;
+        }
         for i in 0..self.containers.len() {
             self.sync_container(i).await;
         }
         self.run_probes().await;
         self.publish();
         self.write_status(false).await;
+    }
+
+    /// Set up or refresh the pod's volumes when due (at start, then every `--sync-frequency`,
+    /// and every 2 s while they fail): ConfigMap updates reach the files of running containers.
+    async fn sync_volumes(&mut self, sandbox: &std::path::Path) {
+        if self.pod.spec.volumes.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let every = if self.volume_error.is_some() {
+            Duration::from_secs(2)
+        } else {
+            self.ctx.sync_frequency
+        };
+        if let Some(at) = self.volumes_synced.map(|t| t + every)
+            && now < at
+        {
+            self.wake_at(at);
+            return;
+        }
+        let cm_api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let mut cms = std::collections::BTreeMap::new();
+        for name in volumes::referenced_config_maps(&self.pod) {
+            match cm_api.get_opt(&name).await {
+                Ok(v) => {
+                    cms.insert(name, v);
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %self.key(), configmap = %name, error = %e, "cannot read a volume's ConfigMap");
+                    self.volumes_synced = Some(now);
+                    self.wake_at(now + Duration::from_secs(2));
+                    return;
+                }
+            }
+        }
+        let mut error = None;
+        for vol in &self.pod.spec.volumes {
+            let dir = volumes::volume_dir(sandbox, &vol.name);
+            let files = match volumes::desired_files(vol, &cms) {
+                Ok(f) => f,
+                Err(msg) => {
+                    error.get_or_insert(msg);
+                    continue;
+                }
+            };
+            let res = if vol.config_map.is_some() {
+                volumes::write_atomic(&dir, &files)
+            } else {
+                std::fs::create_dir_all(&dir).map(|_| false)
+            };
+            match res {
+                Ok(true) if self.volumes_synced.is_some() => {
+                    tracing::info!(pod = %self.key(), volume = %vol.name, "volume updated");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    error.get_or_insert(format!(
+                        "MountVolume.SetUp failed for volume {:?} : {e}",
+                        vol.name
+                    ));
+                }
+            }
+        }
+        if let Some(msg) = &error
+            && self.volume_error.as_ref() != Some(msg)
+        {
+            tracing::warn!(pod = %self.key(), %msg, "cannot set up volumes");
+            self.event_warning(None, "FailedMount", msg.clone());
+        }
+        self.volume_error = error;
+        self.volumes_synced = Some(now);
+        let every = if self.volume_error.is_some() {
+            Duration::from_secs(2)
+        } else {
+            self.ctx.sync_frequency
+        };
+        self.wake_at(now + every);
     }
 
     /// Run the probes that are due; act on what they say (readiness, or a restart).
@@ -700,7 +797,12 @@ impl Worker {
             Ok(w) => w,
             Err(e) => return self.container_error(i, "CreateContainerError", e),
         };
+        let mounts = match volumes::mount(&sandbox, &spec) {
+            Ok(m) => m,
+            Err(e) => return self.container_error(i, "CreateContainerError", e),
+        };
         let mut process_env = std::collections::BTreeMap::new();
+        process_env.extend(mounts);
         process_env.insert("PATH".to_string(), self.ctx.path_env.clone());
         process_env.insert("HOME".to_string(), sandbox.display().to_string());
         process_env.insert("HOSTNAME".to_string(), self.name.clone());
