@@ -96,6 +96,15 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often ConfigMap volumes are refreshed (kubelet's `--sync-frequency`, 1 min).
     pub sync_frequency: Duration,
+    /// Real processes, or none at all (kwok-style, for scale).
+    pub runtime: RuntimeKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeKind {
+    #[default]
+    Process,
+    Fake,
 }
 
 impl Config {
@@ -124,6 +133,7 @@ impl Config {
             restart_backoff_max: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(5),
             sync_frequency: Duration::from_secs(60),
+            runtime: RuntimeKind::Process,
         }
     }
 }
@@ -212,7 +222,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &config.server,
         &format!("kubelet-lite/{}", config.node_name),
     )?;
-    let runtime: Arc<dyn Runtime> = Arc::new(runtime::process::ProcessRuntime);
+    let runtime: Arc<dyn Runtime> = match config.runtime {
+        RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime),
+        RuntimeKind::Fake => Arc::new(runtime::fake::FakeRuntime::default()),
+    };
     let state = state::StateStore::new(&dirs.state())
         .with_context(|| format!("cannot create state dir {}", dirs.state().display()))?;
     let ctx = Arc::new(Context {

@@ -7,7 +7,7 @@ use clap::Parser;
 
 /// kubelet-lite: the kube-lite node agent. Registers a node and runs the pods bound to it as
 /// host processes, each on its own loopback pod IP.
-#[derive(Parser)]
+#[derive(Clone, Parser)]
 #[command(name = "kubelet-lite", version)]
 struct Args {
     /// API server URL.
@@ -49,6 +49,13 @@ struct Args {
     /// How often ConfigMap volumes are refreshed, in seconds.
     #[arg(long, default_value_t = 60.0)]
     sync_frequency: f64,
+    /// `process`: containers are host processes; `fake`: nothing runs (kwok-style, for scale).
+    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    runtime: String,
+    /// With `--runtime fake`: register this many nodes, `<node-name>-0` … `<node-name>-<N-1>`,
+    /// each on its own port.
+    #[arg(long, default_value_t = 0)]
+    fake_nodes: u32,
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -80,6 +87,35 @@ fn quantity(flag: &str, v: Option<String>, milli: bool) -> Result<Option<Quantit
         ));
     }
     Ok(Some(q))
+}
+
+/// One node's config, or with `--fake-nodes N` one per simulated node.
+fn configs(args: Args) -> Result<Vec<kubelet_lite::Config>, String> {
+    if args.fake_nodes == 0 {
+        return Ok(vec![config(args)?]);
+    }
+    if args.runtime != "fake" {
+        return Err("--fake-nodes needs --runtime fake".into());
+    }
+    let base = args
+        .node_name
+        .clone()
+        .unwrap_or_else(kubelet_lite::machine::hostname);
+    let root = args
+        .root_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".kubelet-lite").join(&base));
+    (0..args.fake_nodes)
+        .map(|i| {
+            let mut a = args.clone();
+            let name = format!("{base}-{i}");
+            a.root_dir = Some(root.join(&name));
+            a.node_name = Some(name);
+            a.port = 0;
+            a.pod_cidr = None;
+            config(a)
+        })
+        .collect()
 }
 
 fn config(args: Args) -> Result<kubelet_lite::Config, String> {
@@ -117,6 +153,9 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     c.node_labels = node_labels;
     c.restart_backoff_base = Duration::from_secs_f64(args.restart_backoff);
     c.sync_frequency = Duration::from_secs_f64(args.sync_frequency);
+    if args.runtime == "fake" {
+        c.runtime = kubelet_lite::RuntimeKind::Fake;
+    }
     c.restart_backoff_max = c.restart_backoff_base.max(Duration::from_secs(300));
     Ok(c)
 }
@@ -137,13 +176,20 @@ async fn main() {
             client::process::fail(line.trim_start_matches("error: "));
         }
     };
-    let config = match config(args) {
+    let configs = match configs(args) {
         Ok(c) => c,
         Err(e) => client::process::fail(&e),
     };
     let shutdown = client::process::shutdown_on_signal();
-    if let Err(e) = kubelet_lite::run(config, shutdown).await {
-        client::process::fail(&format!("{e:#}"));
+    let nodes = configs
+        .into_iter()
+        .map(|c| tokio::spawn(kubelet_lite::run(c, shutdown.clone())));
+    for r in futures::future::join_all(nodes).await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => client::process::fail(&format!("{e:#}")),
+            Err(e) => client::process::fail(&format!("a node task failed: {e}")),
+        }
     }
 }
 

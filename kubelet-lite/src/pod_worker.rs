@@ -785,7 +785,7 @@ impl Worker {
             );
         }
         let argv = env::command_line(&spec, &resolved.env);
-        if argv.is_empty() {
+        if argv.is_empty() && self.ctx.runtime.needs_command() {
             return self.container_error(
                 i,
                 "CreateContainerError",

@@ -1,8 +1,8 @@
 //! The container runtime interface of kubelet-lite: what a pod worker needs from "something
 //! that runs containers" — start one, signal it, learn when it exited. [`process`] runs each
-//! container as a host process group; a `fake` runtime (kwok-style, no processes) can implement
-//! the same trait later.
+//! container as a host process group; [`fake`] runs nothing (kwok-style), for scale tests.
 
+pub mod fake;
 pub mod process;
 
 use std::future::Future;
@@ -90,6 +90,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Signal every process of the container.
     fn signal(&self, c: &Running, sig: StopSignal);
+
+    /// Whether a container needs `command` (the process runtime has no image entrypoint).
+    fn needs_command(&self) -> bool {
+        true
+    }
 
     /// A container recorded by an earlier kubelet on this node: make sure nothing of it runs
     /// any more (the process runtime stops the group). Resolves to whether something was
