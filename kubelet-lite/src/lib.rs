@@ -98,6 +98,8 @@ pub struct Config {
     pub sync_frequency: Duration,
     /// Real processes, or none at all (kwok-style, for scale).
     pub runtime: RuntimeKind,
+    /// Taints the Node is registered with.
+    pub register_with_taints: Vec<api::core::Taint>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,6 +136,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             sync_frequency: Duration::from_secs(60),
             runtime: RuntimeKind::Process,
+            register_with_taints: Vec::new(),
         }
     }
 }
@@ -283,6 +286,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             capacity,
             machine,
             runtime_version: runtime.version().to_string(),
+            taints: config.register_with_taints.clone(),
         },
         client,
         heartbeat_interval: config.heartbeat_interval,

@@ -56,6 +56,9 @@ struct Args {
     /// each on its own port.
     #[arg(long, default_value_t = 0)]
     fake_nodes: u32,
+    /// Taints to register the node with: key=value:Effect or key:Effect, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    register_with_taints: Vec<String>,
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -135,6 +138,7 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
         ));
     }
     let node_labels = parse_labels(&args.node_labels)?;
+    let taints = kubelet_lite::node::parse_taints(&args.register_with_taints)?;
     let cpu = quantity("--cpu", args.cpu, true)?;
     let memory = quantity("--memory", args.memory, false)?;
     let listener = std::net::TcpListener::bind((args.address.as_str(), args.port))
@@ -153,6 +157,7 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     c.node_labels = node_labels;
     c.restart_backoff_base = Duration::from_secs_f64(args.restart_backoff);
     c.sync_frequency = Duration::from_secs_f64(args.sync_frequency);
+    c.register_with_taints = taints;
     if args.runtime == "fake" {
         c.runtime = kubelet_lite::RuntimeKind::Fake;
     }

@@ -35,6 +35,35 @@ pub struct NodeInfo {
     pub capacity: BTreeMap<String, Quantity>,
     pub machine: MachineInfo,
     pub runtime_version: String,
+    /// `--register-with-taints`: set when the Node is first created, as the kubelet does.
+    pub taints: Vec<api::core::Taint>,
+}
+
+/// Parse `--register-with-taints`: `key=value:Effect` or `key:Effect`, comma-separated.
+pub fn parse_taints(items: &[String]) -> Result<Vec<api::core::Taint>, String> {
+    let mut out = Vec::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let bad = || {
+            format!(
+                "invalid taint {item:?}: expected key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute"
+            )
+        };
+        let (kv, effect) = item.rsplit_once(':').ok_or_else(bad)?;
+        if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            return Err(bad());
+        }
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if key.is_empty() {
+            return Err(bad());
+        }
+        out.push(api::core::Taint {
+            key: key.into(),
+            value: value.into(),
+            effect: effect.into(),
+            time_added: None,
+        });
+    }
+    Ok(out)
 }
 
 /// The built-in labels, then the user's (which win).
@@ -149,6 +178,7 @@ impl NodeInfo {
             spec: NodeSpec {
                 pod_cidr: self.pod_cidr.clone(),
                 pod_cidrs: vec![self.pod_cidr.clone()],
+                taints: self.taints.clone(),
                 ..Default::default()
             },
             status: Some(self.status(None, now)),
@@ -343,11 +373,26 @@ mod tests {
                 ..Default::default()
             },
             runtime_version: "kube-lite-process://0.1".into(),
+            taints: parse_taints(&["dedicated=gpu:NoSchedule".into()]).unwrap(),
         }
     }
 
     fn t(s: i64) -> Time {
         Time(chrono::DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap())
+    }
+
+    #[test]
+    fn taints_parse_like_register_with_taints() {
+        let t = parse_taints(&["a=b:NoSchedule".into(), "c:NoExecute".into(), " ".into()]).unwrap();
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.key.as_str(), t.value.as_str(), t.effect.as_str()))
+                .collect::<Vec<_>>(),
+            [("a", "b", "NoSchedule"), ("c", "", "NoExecute")]
+        );
+        assert!(parse_taints(&["a=b".into()]).is_err());
+        assert!(parse_taints(&["a=b:Sometimes".into()]).is_err());
+        assert!(parse_taints(&[":NoSchedule".into()]).is_err());
     }
 
     #[test]
@@ -362,6 +407,7 @@ mod tests {
         assert_eq!(v["metadata"]["labels"]["kubernetes.io/os"], "linux");
         assert_eq!(v["metadata"]["labels"]["disk"], "ssd");
         assert_eq!(v["spec"]["podCIDR"], "127.11.0.0/16");
+        assert_eq!(v["spec"]["taints"][0]["key"], "dedicated");
         assert_eq!(v["status"]["capacity"]["pods"], "110");
         assert_eq!(v["status"]["allocatable"]["cpu"], "4");
         assert_eq!(

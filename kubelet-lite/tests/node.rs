@@ -16,7 +16,14 @@ async fn node_registers_ready_with_a_lease() {
         &cp,
         "node-a",
         51,
-        &["--node-labels", "disk=ssd,zone=z1", "--max-pods", "42"],
+        &[
+            "--node-labels",
+            "disk=ssd,zone=z1",
+            "--max-pods",
+            "42",
+            "--register-with-taints",
+            "dedicated=gpu:NoSchedule",
+        ],
     );
     let client = cp.client();
     let nodes: Api<Node> = Api::all(client.clone());
@@ -30,6 +37,13 @@ async fn node_registers_ready_with_a_lease() {
     )
     .await;
 
+    let taints: Vec<(&str, &str, &str)> = node
+        .spec
+        .taints
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str(), t.effect.as_str()))
+        .collect();
+    assert_eq!(taints, [("dedicated", "gpu", "NoSchedule")]);
     let labels = &node.metadata.labels;
     assert_eq!(
         labels.get("kubernetes.io/hostname").map(String::as_str),
