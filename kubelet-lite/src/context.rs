@@ -42,6 +42,8 @@ pub struct Context {
     pub boot_id: String,
     /// How often ConfigMap volumes are refreshed from the API server.
     pub sync_frequency: Duration,
+    /// A container's log file is rotated at this size.
+    pub container_log_max_size: u64,
 }
 
 impl Context {

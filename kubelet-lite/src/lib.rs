@@ -100,6 +100,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// Taints the Node is registered with.
     pub register_with_taints: Vec<api::core::Taint>,
+    /// A container's log file is rotated at this size (kubelet's `containerLogMaxSize`, 10Mi).
+    pub container_log_max_size: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,6 +139,7 @@ impl Config {
             sync_frequency: Duration::from_secs(60),
             runtime: RuntimeKind::Process,
             register_with_taints: Vec::new(),
+            container_log_max_size: 10 << 20,
         }
     }
 }
@@ -254,6 +257,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }),
         boot_id: machine.boot_id.clone(),
         sync_frequency: config.sync_frequency,
+        container_log_max_size: config.container_log_max_size,
     });
     tracing::info!(node = %config.node_name, server = %config.server, root = %root.display(),
         pod_cidr = %cidr, port, "kubelet-lite starting");

@@ -198,6 +198,15 @@ pub fn render(stored: &[u8], opts: &LogOptions, renderer: &mut Renderer) -> (Vec
 pub struct Progress {
     pub bytes: u64,
     pub closed: bool,
+    /// How many times the file was rotated (moved to [`rotated_path`] and started anew).
+    pub generation: u64,
+}
+
+/// Where a log file goes when it reaches its maximum size (one rotated file is kept).
+pub fn rotated_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
 }
 
 /// A log file being written by [`capture`]: readers watch it to follow.
@@ -213,6 +222,7 @@ impl LogHandle {
         let (tx, _) = watch::channel(Progress {
             bytes: 0,
             closed: true,
+            generation: 0,
         });
         Arc::new(LogHandle { path, progress: tx })
     }
@@ -228,7 +238,15 @@ impl LogHandle {
 
 /// Start copying a process's stdout and stderr into `path` as records. The handle closes when
 /// both streams have ended (the process and everything it started exited or closed them).
-pub fn capture<O, E>(path: &Path, stdout: O, stderr: E) -> std::io::Result<Arc<LogHandle>>
+/// When the file reaches `max_size` bytes it is rotated: moved to [`rotated_path`] (replacing
+/// the previous one) and started anew, like the kubelet's `containerLogMaxSize` with
+/// `containerLogMaxFiles: 2`.
+pub fn capture<O, E>(
+    path: &Path,
+    max_size: u64,
+    stdout: O,
+    stderr: E,
+) -> std::io::Result<Arc<LogHandle>>
 where
     O: AsyncRead + Unpin + Send + 'static,
     E: AsyncRead + Unpin + Send + 'static,
@@ -245,6 +263,7 @@ where
     let (ptx, _) = watch::channel(Progress {
         bytes: start,
         closed: false,
+        generation: 0,
     });
     let handle = Arc::new(LogHandle {
         path: path.to_path_buf(),
@@ -256,21 +275,43 @@ where
     let h = handle.clone();
     tokio::spawn(async move {
         let mut written = start;
+        let mut generation = 0;
         while let Some(rec) = rx.recv().await {
             // Local appends of a few KiB: cheap enough to do inline.
             if let Err(e) = file.write_all(&rec) {
                 tracing::warn!(path = %h.path.display(), error = %e, "cannot write container log");
             }
             written += rec.len() as u64;
+            if written >= max_size {
+                let _ = file.flush();
+                let reopened = std::fs::rename(&h.path, rotated_path(&h.path)).and_then(|_| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&h.path)
+                });
+                match reopened {
+                    Ok(f) => {
+                        file = f;
+                        written = 0;
+                        generation += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %h.path.display(), error = %e, "cannot rotate container log");
+                    }
+                }
+            }
             h.progress.send_replace(Progress {
                 bytes: written,
                 closed: false,
+                generation,
             });
         }
         let _ = file.flush();
         h.progress.send_replace(Progress {
             bytes: written,
             closed: true,
+            generation,
         });
     });
     Ok(handle)
@@ -447,6 +488,7 @@ mod tests {
         let out_text = format!("hello\n\n{long}\nno newline");
         let h = capture(
             &path,
+            u64::MAX,
             std::io::Cursor::new(out_text.clone().into_bytes()),
             &b"oops\n"[..],
         )
@@ -476,5 +518,32 @@ mod tests {
         assert!(text.contains("oops\n"));
         assert!(text.contains(&format!("hello\n\n{long}\n")));
         assert!(text.ends_with("no newline") || text.contains("no newline"));
+    }
+
+    #[tokio::test]
+    async fn logs_rotate_at_their_maximum_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let text: String = (0..100).map(|i| format!("line {i:03}\n")).collect();
+        let h = capture(
+            &path,
+            1000,
+            std::io::Cursor::new(text.into_bytes()),
+            tokio::io::empty(),
+        )
+        .unwrap();
+        let mut rx = h.subscribe();
+        let p = *rx.wait_for(|p| p.closed).await.unwrap();
+        assert!(p.generation >= 2, "{p:?}");
+        let current = std::fs::read(&path).unwrap();
+        let rotated = std::fs::read(rotated_path(&path)).unwrap();
+        assert!(current.len() < 1000 && rotated.len() >= 1000);
+        let opts = LogOptions::default();
+        let last = String::from_utf8(render(&current, &opts, &mut Renderer::new(&opts)).0).unwrap();
+        assert!(last.ends_with("line 099\n"), "{last}");
+        assert!(
+            !dir.path().join("0.log.2").exists(),
+            "one rotated file is kept"
+        );
     }
 }

@@ -59,6 +59,9 @@ struct Args {
     /// Taints to register the node with: key=value:Effect or key:Effect, comma-separated.
     #[arg(long, value_delimiter = ',')]
     register_with_taints: Vec<String>,
+    /// A container's log is rotated at this size (one rotated file is kept), e.g. 10Mi.
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
 }
 
 fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -139,6 +142,13 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     }
     let node_labels = parse_labels(&args.node_labels)?;
     let taints = kubelet_lite::node::parse_taints(&args.register_with_taints)?;
+    let log_max = quantity(
+        "--container-log-max-size",
+        Some(args.container_log_max_size.clone()),
+        false,
+    )?
+    .and_then(|q| q.value().ok())
+    .unwrap_or(10 << 20);
     let cpu = quantity("--cpu", args.cpu, true)?;
     let memory = quantity("--memory", args.memory, false)?;
     let listener = std::net::TcpListener::bind((args.address.as_str(), args.port))
@@ -158,6 +168,7 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     c.restart_backoff_base = Duration::from_secs_f64(args.restart_backoff);
     c.sync_frequency = Duration::from_secs_f64(args.sync_frequency);
     c.register_with_taints = taints;
+    c.container_log_max_size = log_max.max(1) as u64;
     if args.runtime == "fake" {
         c.runtime = kubelet_lite::RuntimeKind::Fake;
     }

@@ -825,12 +825,27 @@ impl Worker {
             env: process_env.into_iter().collect(),
             working_dir,
             log_path: self.ctx.dirs.log_file(&self.uid, &name, restart_count),
+            log_max_size: self.ctx.container_log_max_size,
         };
         self.event_normal(
             Some(&name),
             "Pulled",
             format!("Container image {image:?} already present on machine"),
         );
+        if let Some(limit) = spec.resources.limits.get("memory")
+            && restart_count == 0
+            && self.ctx.runtime.needs_command()
+        {
+            // Say so rather than pretend: a learner reading the events sees the limit is advisory.
+            self.event_warning(
+                Some(&name),
+                "MemoryLimitNotEnforced",
+                format!(
+                    "memory limit {} is not enforced: kube-lite's process runtime does not use cgroups (see docs/process-runtime.md)",
+                    limit.0
+                ),
+            );
+        }
         match self.ctx.runtime.start(&run, self.wake.clone()) {
             Ok(r) => {
                 tracing::info!(pod = %key, container = %name, pid = r.pid, restart_count,

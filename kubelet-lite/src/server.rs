@@ -243,11 +243,34 @@ fn log_stream(
         }
         let mut offset = used as u64;
         let mut carry: Vec<u8> = data[used..].to_vec();
+        let mut generation = progress.borrow().generation;
         while renderer.wants_more() && !closed {
-            if progress.changed().await.is_err() {
-                closed = true;
+            let now = if progress.changed().await.is_err() {
+                logs::Progress { closed: true, ..*progress.borrow() }
             } else {
-                closed = progress.borrow_and_update().closed;
+                *progress.borrow_and_update()
+            };
+            closed = now.closed;
+            if now.generation != generation {
+                // Rotated: finish the old file (now `.1`; lost if rotated twice meanwhile,
+                // as with the kubelet), then go on from the start of the new one.
+                if now.generation == generation + 1
+                    && let Ok(mut old) = tokio::fs::File::open(logs::rotated_path(&path)).await
+                {
+                    old.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
+                    old.read_to_end(&mut carry).await?;
+                    let (records, _) = logs::parse_records(&carry);
+                    let mut out = Vec::new();
+                    for r in &records {
+                        renderer.push(r, &mut out);
+                    }
+                    if !out.is_empty() {
+                        yield Bytes::from(out);
+                    }
+                }
+                carry.clear();
+                offset = 0;
+                generation = now.generation;
             }
             let mut file = tokio::fs::File::open(&path).await?;
             file.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
@@ -303,7 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         let (mut w, r) = tokio::io::duplex(64);
-        let handle = logs::capture(&path, r, tokio::io::empty()).unwrap();
+        let handle = logs::capture(&path, u64::MAX, r, tokio::io::empty()).unwrap();
         use tokio::io::AsyncWriteExt;
         w.write_all(b"one\ntwo\n").await.unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -332,5 +355,33 @@ mod tests {
             got.push_str(&String::from_utf8_lossy(&b.unwrap()));
         }
         assert_eq!(got, "two\nthree\npartial");
+    }
+
+    #[tokio::test]
+    async fn follow_goes_on_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let (mut w, r) = tokio::io::duplex(64);
+        let handle = logs::capture(&path, 150, r, tokio::io::empty()).unwrap();
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let mut stream = Box::pin(open_log(path.clone(), handle.clone(), opts).await.unwrap());
+        use tokio::io::AsyncWriteExt;
+        let mut got = String::new();
+        let mut want = String::new();
+        for i in 0..20 {
+            let line = format!("line {i:02}\n");
+            w.write_all(line.as_bytes()).await.unwrap();
+            want.push_str(&line);
+            while !got.ends_with(&line) {
+                let b = stream.next().await.unwrap().unwrap();
+                got.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        assert_eq!(got, want, "every line once, in order");
+        assert!(handle.subscribe().borrow().generation >= 3);
+        assert!(logs::rotated_path(&path).exists());
     }
 }

@@ -1,6 +1,6 @@
 //! Probes with real processes: readiness gates the pod's Ready condition (exec and httpGet on a
 //! named port), a startup probe holds `started` back, and a failing liveness probe restarts the
-//! container with Kubernetes' events.
+//! container with Kubernetes' events; a memory limit is reported as not enforced.
 
 mod common;
 
@@ -74,6 +74,11 @@ async fn readiness_startup_and_liveness_probes() {
     create_pod(&client, "node-p", sick).await;
 
     // Every container sleeps 4 s before it can pass: first the "before", then the "after".
+    // Memory limits are not enforced, and the pod's events say so.
+    let mut limited = sh_pod("limited", "exec sleep 3600");
+    limited["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "64Mi"}});
+    create_pod(&client, "node-p", limited).await;
+
     for name in ["gated", "web"] {
         wait_pod(&client, name, "running but not ready", running_unready).await;
     }
@@ -123,4 +128,18 @@ async fn readiness_startup_and_liveness_probes() {
     })
     .await;
     assert!(!evs.is_empty());
+    wait_for(
+        "a MemoryLimitNotEnforced event",
+        DEFAULT_TIMEOUT,
+        || async {
+            events_of(&client, "limited")
+                .await
+                .into_iter()
+                .find(|(r, m)| {
+                    r == "MemoryLimitNotEnforced"
+                        && m.starts_with("memory limit 64Mi is not enforced")
+                })
+        },
+    )
+    .await;
 }

@@ -31,6 +31,8 @@ pub struct ContainerSpec {
     pub working_dir: PathBuf,
     /// Where stdout and stderr go, CRI-style.
     pub log_path: PathBuf,
+    /// Rotate the log at this size (`--container-log-max-size`).
+    pub log_max_size: u64,
 }
 
 /// How a container ended.

@@ -68,7 +68,7 @@ impl Runtime for ProcessRuntime {
                 .and_then(|o| Ok((o, pipe::Receiver::from_owned_fd(OwnedFd::from(e))?))),
             _ => Err(std::io::Error::other("no pipes")),
         };
-        let log = pipes.and_then(|(o, e)| logs::capture(&spec.log_path, o, e));
+        let log = pipes.and_then(|(o, e)| logs::capture(&spec.log_path, spec.log_max_size, o, e));
         let log = match log {
             Ok(l) => l,
             Err(e) => {
@@ -296,6 +296,7 @@ mod tests {
             ],
             working_dir: dir.join("work"),
             log_path: dir.join("logs/c/0.log"),
+            log_max_size: u64::MAX,
         }
     }
 
