@@ -1,8 +1,11 @@
 //! The Raft log, vote and committed pointer in their own redb file.
 //!
-//! Durability: `append` commits all entries of the call in one write transaction with
-//! `Durability::Immediate` (one fsync per call) and only then reports them flushed; `save_vote`,
-//! `truncate` and `purge` commit durably too. `save_committed` commits without fsync: losing it
+//! Durability: `append` hands the entries to the log's writer thread and returns at once; the
+//! writer commits them with `Durability::Immediate` (one fsync for all appends waiting then) and
+//! only then reports them flushed through openraft's `LogFlushed` callback. So the leader sends
+//! the entries to its followers while its own fsync runs, and an entry still counts only once
+//! it is on disk. Every write goes through that one thread, in order; `save_vote`, `truncate`
+//! and `purge` commit durably and wait for it. `save_committed` commits without fsync: losing it
 //! only means re-applying fewer entries at startup, and the next durable commit persists it.
 //!
 //! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
@@ -15,6 +18,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -52,6 +56,94 @@ pub struct LogStore {
     cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
     /// Counts completed appends, so the proposer can form the next batch while one flushes.
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The last log index on disk: cached entries after it are never evicted.
+    flushed_index: Arc<AtomicU64>,
+    writer: std::sync::mpsc::Sender<Job>,
+}
+
+type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send>;
+
+/// A write for the writer thread, and whom to tell when it is committed.
+struct Job {
+    f: WriteFn,
+    durable: bool,
+    done: Done,
+}
+
+enum Done {
+    Reply(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Appended {
+        last_index: u64,
+        callback: LogFlushed<TypeConfig>,
+    },
+}
+
+/// The writer thread: runs jobs in order; consecutive appends share one transaction and fsync.
+/// It holds the database weakly, so it ends (and the file closes) when every handle is gone.
+fn writer_loop(
+    db: std::sync::Weak<Database>,
+    rx: std::sync::mpsc::Receiver<Job>,
+    flushed: Arc<tokio::sync::watch::Sender<u64>>,
+    flushed_index: Arc<AtomicU64>,
+) {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        let mut jobs = vec![first];
+        if matches!(jobs[0].done, Done::Appended { .. }) {
+            while let Ok(j) = rx.try_recv() {
+                if matches!(j.done, Done::Appended { .. }) {
+                    jobs.push(j);
+                } else {
+                    next = Some(j);
+                    break;
+                }
+            }
+        }
+        let durable = jobs.iter().any(|j| j.durable);
+        let mut dones = Vec::with_capacity(jobs.len());
+        let result = match db.upgrade() {
+            None => Err("the raft log is closed".to_string()),
+            Some(db) => (|| -> Result<(), redb::Error> {
+                let mut txn = db.begin_write()?;
+                if !durable {
+                    txn.set_durability(Durability::None)?;
+                }
+                for j in jobs {
+                    (j.f)(&txn)?;
+                    dones.push(j.done);
+                }
+                txn.commit()?;
+                Ok(())
+            })()
+            .map_err(|e| e.to_string()),
+        };
+        for d in dones {
+            match d {
+                Done::Reply(tx) => {
+                    let _ = tx.send(result.clone());
+                }
+                Done::Appended {
+                    last_index,
+                    callback,
+                } => match &result {
+                    Ok(()) => {
+                        tracing::trace!("write path: append flushed");
+                        flushed_index.fetch_max(last_index, Ordering::SeqCst);
+                        flushed.send_modify(|n| *n += 1);
+                        callback.log_io_completed(Ok(()));
+                    }
+                    Err(e) => callback.log_io_completed(Err(io::Error::other(e.clone()))),
+                },
+            }
+        }
+    }
 }
 
 fn read_err(e: impl std::fmt::Display) -> SE {
@@ -72,10 +164,21 @@ impl LogStore {
             txn.open_table(STATE).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)?;
+        let db = Arc::new(db);
+        let flushed = Arc::new(tokio::sync::watch::Sender::new(0));
+        let flushed_index = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (weak, f, fi) = (Arc::downgrade(&db), flushed.clone(), flushed_index.clone());
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(weak, rx, f, fi))
+            .map_err(write_err)?;
         Ok(LogStore {
-            db: Arc::new(db),
+            db,
             cache: Arc::default(),
-            flushed: Arc::new(tokio::sync::watch::Sender::new(0)),
+            flushed,
+            flushed_index,
+            writer: tx,
         })
     }
 
@@ -118,22 +221,23 @@ impl LogStore {
         .await
     }
 
-    /// Run `f` in one write transaction and commit it.
+    /// Run `f` in a write transaction on the writer thread (after every write before it) and
+    /// wait until it is committed.
     async fn write<F>(&self, f: F, durable: bool) -> Result<(), SE>
     where
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
-        let db = &self.db;
-        blocking(move || -> Result<(), redb::Error> {
-            let mut txn = db.begin_write()?;
-            if !durable {
-                txn.set_durability(Durability::None)?;
-            }
-            f(&txn)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .map_err(write_err)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Job {
+                f: Box::new(f),
+                durable,
+                done: Done::Reply(tx),
+            })
+            .map_err(|_| write_err("the raft log writer stopped"))?;
+        rx.await
+            .map_err(|_| write_err("the raft log writer stopped"))?
+            .map_err(write_err)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
@@ -245,52 +349,60 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             rows.push((e.log_id.index, serde_json::to_vec(&e).map_err(write_err)?));
             appended.push(e);
         }
-        // One transaction, one fsync, for everything this call appends.
-        let res = self
-            .write(
-                move |txn| {
-                    let mut t = txn.open_table(LOGS)?;
-                    for (i, bytes) in &rows {
-                        t.insert(*i, bytes.as_slice())?;
-                    }
-                    Ok(())
-                },
-                true,
-            )
-            .await;
-        match res {
-            Ok(()) => {
-                tracing::trace!("write path: append flushed");
-                let mut cache = self.cache();
-                // Appends are contiguous; anything else (after a restart) starts it anew.
-                let follows = cache
-                    .keys()
-                    .next_back()
-                    .zip(appended.first())
-                    .is_none_or(|(last, e)| e.log_id.index == last + 1);
-                if !follows {
-                    cache.clear();
-                }
-                for e in appended {
-                    cache.insert(e.log_id.index, e);
-                }
-                while cache.len() > CACHE_ENTRIES {
-                    cache.pop_first();
-                }
-                drop(cache);
-                self.flushed.send_modify(|n| *n += 1);
-                callback.log_io_completed(Ok(()));
-                Ok(())
+        let Some(last_index) = appended.last().map(|e| e.log_id.index) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        // Readers (replication to followers) find the entries in the cache at once.
+        {
+            let mut cache = self.cache();
+            // Appends are contiguous; anything else (after a restart) starts it anew.
+            let follows = cache
+                .keys()
+                .next_back()
+                .zip(appended.first())
+                .is_none_or(|(last, e)| e.log_id.index == last + 1);
+            if !follows {
+                cache.clear();
             }
-            Err(e) => {
-                callback.log_io_completed(Err(io::Error::other(e.to_string())));
-                Err(e)
+            for e in appended {
+                cache.insert(e.log_id.index, e);
+            }
+            // Only entries already on disk may leave the cache.
+            let on_disk = self.flushed_index.load(Ordering::SeqCst);
+            while cache.len() > CACHE_ENTRIES
+                && cache.first_key_value().is_some_and(|(i, _)| *i <= on_disk)
+            {
+                cache.pop_first();
             }
         }
+        let job = Job {
+            f: Box::new(move |txn| {
+                let mut t = txn.open_table(LOGS)?;
+                for (i, bytes) in &rows {
+                    t.insert(*i, bytes.as_slice())?;
+                }
+                Ok(())
+            }),
+            durable: true,
+            done: Done::Appended {
+                last_index,
+                callback,
+            },
+        };
+        if let Err(std::sync::mpsc::SendError(job)) = self.writer.send(job) {
+            if let Done::Appended { callback, .. } = job.done {
+                callback.log_io_completed(Err(io::Error::other("the raft log writer stopped")));
+            }
+            return Err(write_err("the raft log writer stopped"));
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
         self.cache().retain(|i, _| *i < log_id.index);
+        self.flushed_index
+            .fetch_min(log_id.index.saturating_sub(1), Ordering::SeqCst);
         self.write(
             move |txn| {
                 txn.open_table(LOGS)?
