@@ -223,6 +223,16 @@ async fn open_log(
     Ok(log_stream(path, progress, closed, data, opts))
 }
 
+/// Render the complete records in `bytes`; returns the output and how many bytes they took.
+fn render_complete(bytes: &[u8], renderer: &mut Renderer) -> (Vec<u8>, usize) {
+    let (records, used) = logs::parse_records(bytes);
+    let mut out = Vec::new();
+    for r in &records {
+        renderer.push(r, &mut out);
+    }
+    (out, used)
+}
+
 /// The log as the reader asked for it; with `follow`, new lines as they are written, until
 /// the container's output ends (it exited) or the reader goes away.
 fn log_stream(
@@ -259,11 +269,7 @@ fn log_stream(
                 {
                     old.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
                     old.read_to_end(&mut carry).await?;
-                    let (records, _) = logs::parse_records(&carry);
-                    let mut out = Vec::new();
-                    for r in &records {
-                        renderer.push(r, &mut out);
-                    }
+                    let (out, _) = render_complete(&carry, &mut renderer);
                     if !out.is_empty() {
                         yield Bytes::from(out);
                     }
@@ -275,11 +281,7 @@ fn log_stream(
             let mut file = tokio::fs::File::open(&path).await?;
             file.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
             file.read_to_end(&mut carry).await?;
-            let (records, used) = logs::parse_records(&carry);
-            let mut out = Vec::new();
-            for r in &records {
-                renderer.push(r, &mut out);
-            }
+            let (out, used) = render_complete(&carry, &mut renderer);
             carry.drain(..used);
             offset += used as u64;
             if !out.is_empty() {

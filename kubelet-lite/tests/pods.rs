@@ -14,19 +14,6 @@ use nix::unistd::Pid;
 use serde_json::json;
 use testkit::{ControlPlane, DEFAULT_TIMEOUT, wait_for};
 
-async fn create_config_map(client: &client::Client, name: &str, data: serde_json::Value) {
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "default"},
-        "data": data,
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), "default")
-        .create(&cm)
-        .await
-        .expect("create configmap");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_pod_serves_on_its_ip_with_config_and_logs_then_goes_away() {
     let cp = ControlPlane::start().await;

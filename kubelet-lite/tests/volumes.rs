@@ -13,19 +13,6 @@ use common::*;
 use serde_json::json;
 use testkit::{ControlPlane, DEFAULT_TIMEOUT, wait_for};
 
-async fn create_config_map(client: &client::Client, name: &str, data: serde_json::Value) {
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "default"},
-        "data": data,
-    }))
-    .expect("configmap");
-    Api::<ConfigMap>::namespaced(client.clone(), "default")
-        .create(&cm)
-        .await
-        .expect("create configmap");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_map_volumes_follow_updates() {
     let cp = ControlPlane::start().await;

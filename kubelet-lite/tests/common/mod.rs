@@ -224,3 +224,17 @@ pub async fn wait_event(client: &Client, pod: &str, reason: &str) {
     )
     .await;
 }
+
+/// Create ConfigMap `name` in `default` with `data`.
+pub async fn create_config_map(client: &Client, name: &str, data: Value) {
+    let cm: api::ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": data,
+    }))
+    .expect("configmap");
+    Api::<api::ConfigMap>::namespaced(client.clone(), "default")
+        .create(&cm)
+        .await
+        .expect("create configmap");
+}
