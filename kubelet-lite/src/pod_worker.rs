@@ -652,7 +652,9 @@ impl Worker {
         if let Some(r) = &c.running {
             self.ctx.runtime.signal(r, StopSignal::Term);
         }
-        c.probes = None;
+        if let Some(p) = c.probes.as_mut() {
+            p.stop();
+        }
         c.kill_at = Some(at);
         self.wake_at(at);
     }

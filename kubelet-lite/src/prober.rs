@@ -120,6 +120,13 @@ impl Probes {
         self.ready
     }
 
+    /// The container is being killed (it failed its liveness or startup probe): it is no
+    /// longer ready, and no probe of it runs any more.
+    pub fn stop(&mut self) {
+        self.ready = false;
+        self.probes.clear();
+    }
+
     fn active(&self, kind: Kind) -> bool {
         match kind {
             Kind::Startup => !self.started,
@@ -300,7 +307,11 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
             Err(e) if e.is_timeout() => Err(format!(
                 "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
             )),
-            Err(e) => Err(format!("Get \"{url}\": {}", root_cause(&e))),
+            Err(e) if e.is_connect() => Err(format!(
+                "Get \"{url}\": dial tcp {host}:{port}: connect: {}",
+                go_error(&root_cause(&e))
+            )),
+            Err(e) => Err(format!("Get \"{url}\": {}", go_error(&root_cause(&e)))),
         };
     }
     if let Some(tcp) = &probe.tcp_socket {
@@ -313,7 +324,10 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
         let addr = format!("{host}:{port}");
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("dial tcp {addr}: connect: {e}")),
+            Ok(Err(e)) => Err(format!(
+                "dial tcp {addr}: connect: {}",
+                go_error(&e.to_string())
+            )),
             Err(_) => Err(format!("dial tcp {addr}: i/o timeout")),
         };
     }
@@ -321,6 +335,16 @@ pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
         return Err("grpc probes are not supported by kube-lite".into());
     }
     Err("probe has no handler (exec, httpGet or tcpSocket)".into())
+}
+
+/// An OS error as Go prints it: "connection refused", not "Connection refused (os error 111)".
+fn go_error(msg: &str) -> String {
+    let msg = msg.split(" (os error").next().unwrap_or(msg);
+    let mut c = msg.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -384,6 +408,10 @@ mod tests {
         let due: Vec<Kind> = p.due(t0).into_iter().map(|(k, _)| k).collect();
         assert_eq!(due, [Kind::Liveness]);
         assert_eq!(p.record(Kind::Liveness, false, t0), Action::Restart);
+        // Being killed: not ready, and nothing more to probe.
+        p.stop();
+        assert!(!p.ready());
+        assert_eq!(p.next_due(), None);
     }
 
     #[test]
@@ -431,7 +459,8 @@ mod tests {
         let e = check(&probe(serde_json::json!({"tcpSocket": {"port": open}})), &t).await;
         assert!(
             e.as_ref()
-                .is_err_and(|m| m.starts_with("dial tcp 127.0.0.1:")),
+                .is_err_and(|m| m.starts_with("dial tcp 127.0.0.1:")
+                    && m.ends_with(": connect: connection refused")),
             "{e:?}"
         );
     }

@@ -108,6 +108,14 @@ async fn readiness_startup_and_liveness_probes() {
     .await;
     assert_eq!(restart_count(&p, "slow"), 0);
 
+    // While it is being killed (grace 1 s), it is not ready.
+    wait_pod(
+        &client,
+        "sick",
+        "not ready once its liveness probe failed",
+        |p| container(p).is_some_and(|c| !c.ready),
+    )
+    .await;
     let p = wait_pod(&client, "sick", "restarted by its liveness probe", |p| {
         restart_count(p, "sick") >= 1
     })
