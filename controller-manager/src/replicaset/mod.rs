@@ -204,10 +204,7 @@ impl ReplicaSetController {
             tracing::info!(replicaset = %key, have = active.len(), want, creating = n, "too few replicas");
             let template = new_pod(rs);
             let mut remaining = n;
-            let mut batch = 1;
-            // Slow start: 1, 2, 4, … so a failing template costs one error, not hundreds.
-            while remaining > 0 {
-                let size = batch.min(remaining);
+            for size in slow_start_batches(n) {
                 let results =
                     futures::future::join_all((0..size).map(|_| api.create(&template))).await;
                 let mut failed = None;
@@ -236,7 +233,6 @@ impl ReplicaSetController {
                     }
                     return Err(e.into());
                 }
-                batch *= 2;
             }
         } else if active.len() > want {
             let n = (active.len() - want).min(BURST_REPLICAS);
@@ -297,5 +293,31 @@ fn ignore_not_found<T: Default>(e: client::Error) -> std::result::Result<T, clie
         Ok(T::default())
     } else {
         Err(e)
+    }
+}
+
+/// Slow start: create `n` pods in batches of 1, 2, 4, … (the last one what is left), stopping
+/// at the first batch with an error — so a template the API server refuses costs one error,
+/// not `n`.
+pub fn slow_start_batches(n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut left, mut batch) = (n, 1);
+    while left > 0 {
+        let size = batch.min(left);
+        out.push(size);
+        left -= size;
+        batch *= 2;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slow_start_doubles_batches() {
+        assert_eq!(super::slow_start_batches(0), Vec::<usize>::new());
+        assert_eq!(super::slow_start_batches(1), [1]);
+        assert_eq!(super::slow_start_batches(10), [1, 2, 4, 3]);
+        assert_eq!(super::slow_start_batches(500).iter().sum::<usize>(), 500);
     }
 }
