@@ -30,6 +30,13 @@ impl Cluster {
     }
 
     /// Run kubectl-lite with the cluster's kubeconfig (and no ~/.kube of the machine's).
+    /// Run a command that must fail with exit code 1 and exactly `stderr`.
+    #[track_caller]
+    fn fails(&self, args: &[&str], stderr: &str) {
+        let (code, _, err) = self.kubectl(args);
+        assert_eq!((code, err.as_str()), (1, stderr), "kubectl-lite {args:?}");
+    }
+
     fn kubectl(&self, args: &[&str]) -> (i32, String, String) {
         self.kubectl_stdin(args, None)
     }
@@ -325,21 +332,13 @@ async fn get_in_every_output_format() {
         err,
         "Error from server (NotFound): deployments.apps \"web\" not found\n"
     );
-    let (code, _, err) = c.kubectl(&["get", "deploy", "web", "-o", "json"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "Error from server (NotFound): deployments.apps \"web\" not found\n"
-        )
+    c.fails(
+        &["get", "deploy", "web", "-o", "json"],
+        "Error from server (NotFound): deployments.apps \"web\" not found\n",
     );
-    let (code, _, err) = c.kubectl(&["get", "widgets"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: the server doesn't have a resource type \"widgets\"\n"
-        )
+    c.fails(
+        &["get", "widgets"],
+        "error: the server doesn't have a resource type \"widgets\"\n",
     );
 }
 
@@ -395,25 +394,17 @@ async fn delete_by_name_file_and_selector() {
     let (code, out, _) = c.kubectl(&["delete", "cm", "-l", "tier=cache"]);
     assert_eq!((code, out.as_str()), (0, "No resources found\n"));
 
-    let (code, _, err) = c.kubectl(&["delete", "cm/nope"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "Error from server (NotFound): configmaps \"nope\" not found\n"
-        )
+    c.fails(
+        &["delete", "cm/nope"],
+        "Error from server (NotFound): configmaps \"nope\" not found\n",
     );
     let (code, out, _) = c.kubectl(&["delete", "cm", "nope", "--ignore-not-found"]);
     assert_eq!((code, out.as_str()), (0, ""));
     let (code, out, err) = c.kubectl(&["delete", "cm/keep", "--wait=false", "-o", "name"]);
     assert_eq!((code, out.as_str()), (0, "configmap/keep\n"), "{err}");
-    let (code, _, err) = c.kubectl(&["delete", "cm"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: resource(s) were provided, but no name was specified\n"
-        )
+    c.fails(
+        &["delete", "cm"],
+        "error: resource(s) were provided, but no name was specified\n",
     );
 }
 
@@ -675,13 +666,9 @@ async fn create_replace_label_and_annotate() {
             .await
             .is_none()
     );
-    let (code, _, err) = c.kubectl(&["create", "configmap", "bad", "--from-literal=oops"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: invalid literal source oops, expected key=value\n"
-        )
+    c.fails(
+        &["create", "configmap", "bad", "--from-literal=oops"],
+        "error: invalid literal source oops, expected key=value\n",
     );
     let (code, out, err) = c.kubectl(&["create", "namespace", "team-a"]);
     assert_eq!(
@@ -722,13 +709,9 @@ async fn create_replace_label_and_annotate() {
         (0, "configmap/settings labeled\n"),
         "{err}"
     );
-    let (code, _, err) = c.kubectl(&["label", "cm/settings", "tier=other"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: 'tier' already has a value (config), and --overwrite is false\n"
-        )
+    c.fails(
+        &["label", "cm/settings", "tier=other"],
+        "error: 'tier' already has a value (config), and --overwrite is false\n",
     );
     let (code, out, err) =
         c.kubectl(&["label", "cm/settings", "tier=other", "team-", "--overwrite"]);
@@ -759,21 +742,10 @@ async fn create_replace_label_and_annotate() {
         serde_json::json!({"tier": "other"})
     );
     assert_eq!(cm["metadata"]["annotations"]["note"], "hello world");
-    let (code, _, err) = c.kubectl(&["annotate", "cm", "settings", "note=changed"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: --overwrite is false but found the following declared annotation(s): 'note' already has a value (hello world)\n"
-        )
-    );
-    let (code, _, err) = c.kubectl(&["label", "cm", "nope", "a=b"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "Error from server (NotFound): configmaps \"nope\" not found\n"
-        )
+    c.fails(&["annotate", "cm", "settings", "note=changed"], "error: --overwrite is false but found the following declared annotation(s): 'note' already has a value (hello world)\n");
+    c.fails(
+        &["label", "cm", "nope", "a=b"],
+        "Error from server (NotFound): configmaps \"nope\" not found\n",
     );
 }
 
@@ -797,13 +769,9 @@ async fn get_jsonpath_and_watch() {
         "jsonpath={range .items[*]}{.kind}/{.metadata.name}{\"\\n\"}{end}",
     ]);
     assert_eq!(out, "ConfigMap/blog-config\nDeployment/blog\n");
-    let (code, _, err) = c.kubectl(&["get", "cm", "-o", "jsonpath={.items[0]"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: error parsing jsonpath {.items[0], unclosed action\n"
-        )
+    c.fails(
+        &["get", "cm", "-o", "jsonpath={.items[0]"],
+        "error: error parsing jsonpath {.items[0], unclosed action\n",
     );
 
     // -w: the table, then a row per change, aligned with it.
@@ -1011,21 +979,10 @@ async fn cluster_info_and_errors() {
         (code, err.as_str()),
         (1, "Error from server (NotFound): pods \"nope\" not found\n")
     );
-    let (code, _, err) = c.kubectl(&["scale", "deploy/nope"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0\n"
-        )
-    );
-    let (code, _, err) = c.kubectl(&["rollout", "status", "cm/x"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "Error from server (NotFound): configmaps \"x\" not found\n"
-        )
+    c.fails(&["scale", "deploy/nope"], "error: The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0\n");
+    c.fails(
+        &["rollout", "status", "cm/x"],
+        "Error from server (NotFound): configmaps \"x\" not found\n",
     );
     let (code, _, err) = c.kubectl(&["logs"]);
     assert_eq!(code, 1);
@@ -1033,14 +990,7 @@ async fn cluster_info_and_errors() {
         err.starts_with("error: expected POD or TYPE/NAME is a required argument"),
         "{err}"
     );
-    let (code, _, err) = c.kubectl(&["get", "pods", "-o", "xml"]);
-    assert_eq!(
-        (code, err.as_str()),
-        (
-            1,
-            "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: json,jsonpath,jsonpath-file,name,wide,yaml\n"
-        )
-    );
+    c.fails(&["get", "pods", "-o", "xml"], "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: json,jsonpath,jsonpath-file,name,wide,yaml\n");
     let (code, _, err) = c.kubectl(&["frobnicate"]);
     assert_eq!(code, 1);
     assert!(
