@@ -24,8 +24,14 @@ enum Command {
     Up(up::UpArgs),
 }
 
+fn main() {
+    // Before anything else: this process may be a container's shim (see kubelet-lite).
+    kubelet_lite::runtime::shim::run_if_shim();
+    tokio_main();
+}
+
 #[tokio::main]
-async fn main() {
+async fn tokio_main() {
     client::process::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {

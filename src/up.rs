@@ -137,6 +137,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         config.pod_cidr = format!("127.{}.0.0/16", 10 + i);
         // Snappier than a kubelet's 60 s for experiments: ConfigMap volume updates show in 10 s.
         config.sync_frequency = Duration::from_secs(10);
+        config.shim_program = std::env::current_exe().ok();
         nodes.push(spawn(
             "kubelet-lite",
             store_token.clone(),

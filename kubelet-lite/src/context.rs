@@ -2,17 +2,27 @@
 //! directories, IP allocator and log registry. One value per `run` call, never global, so two
 //! kubelets can run in one process (`kube-lite up`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use client::Client;
 use client::runtime::events::Recorder;
 
+use crate::cgroups::Cgroups;
 use crate::dirs::Dirs;
 use crate::ip_alloc::IpAllocator;
 use crate::registry::Registry;
-use crate::runtime::Runtime;
-use crate::state::StateStore;
+use crate::runtime::{ContainerSpec, Running, Runtime};
+use crate::state::{ProcRecord, StateStore};
+
+/// A container an earlier kubelet started that this one re-attached to.
+#[derive(Debug)]
+pub struct Adopted {
+    pub running: Running,
+    pub spec: ContainerSpec,
+    pub record: ProcRecord,
+}
 
 /// Node allocatable amounts: what `limits.*` in a `resourceFieldRef` means when unset.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,10 +54,23 @@ pub struct Context {
     pub sync_frequency: Duration,
     /// A container's log file is rotated at this size.
     pub container_log_max_size: u64,
+    /// Where memory limits are enforced, if anywhere.
+    pub cgroups: Cgroups,
+    /// Re-adopted containers by pod uid and container name, until their pod's worker (or the
+    /// garbage collection of pods that are gone) takes them.
+    pub adopted: Mutex<HashMap<String, HashMap<String, Adopted>>>,
 }
 
 impl Context {
     pub fn ips(&self) -> MutexGuard<'_, IpAllocator> {
         self.ips.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn take_adopted(&self, uid: &str) -> HashMap<String, Adopted> {
+        self.adopted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid)
+            .unwrap_or_default()
     }
 }

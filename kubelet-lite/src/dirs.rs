@@ -4,6 +4,7 @@
 //! <root>/state/pods/<uid>.json                  what survives a kubelet restart (state.rs)
 //! <root>/pods/<uid>/                            the pod's sandbox: working dir and HOME
 //! <root>/pods/<uid>/logs/<container>/<n>.log    output of the n-th run (restartCount n)
+//! <root>/shims/<uid>_<container>_<n>/           the n-th run's shim: spec, exit status
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ impl Dirs {
 
     pub fn state(&self) -> PathBuf {
         self.root.join("state")
+    }
+
+    /// Container shims' directories (see `runtime::shim`).
+    pub fn shims(&self) -> PathBuf {
+        self.root.join("shims")
     }
 
     pub fn pods(&self) -> PathBuf {

@@ -8,10 +8,11 @@
 //! - [`node`]: registration, the heartbeat Lease, Node conditions. [`machine`]: what the
 //!   machine has (CPUs, memory, kernel, OS).
 //! - [`pod_manager`]: the pod informer (`spec.nodeName=<node>`) → one worker per pod uid;
-//!   start-up clean-up of what an earlier kubelet left.
+//!   start-up re-adoption of what an earlier kubelet left.
 //! - [`pod_worker`]: the per-pod sync loop — the heart of the kubelet.
 //! - [`runtime`]: the container runtime trait; [`runtime::process`] runs containers as process
-//!   groups.
+//!   groups, each under a [`runtime::shim`] so it outlives a kubelet crash and is re-adopted;
+//!   [`cgroups`]: memory limits.
 //! - [`env`](mod@env): `env`/`envFrom` resolution and `$(VAR)` expansion. [`status`]: phase, container
 //!   statuses, conditions, merge patches. [`backoff`]: crash-loop backoff.
 //! - [`ip_alloc`]: pod IPs from the node's pod CIDR.
@@ -33,6 +34,7 @@
 //!   loopback addresses need no network setup, and each pod can bind its own.
 
 pub mod backoff;
+pub mod cgroups;
 pub mod context;
 pub mod dirs;
 pub mod env;
@@ -102,6 +104,10 @@ pub struct Config {
     pub register_with_taints: Vec<api::core::Taint>,
     /// A container's log file is rotated at this size (kubelet's `containerLogMaxSize`, 10Mi).
     pub container_log_max_size: u64,
+    /// The binary to re-execute as each container's shim (see [`runtime::shim`]), so containers
+    /// outlive a kubelet restart: the kubelet binaries pass themselves. `None`: containers are
+    /// direct children of this process and are stopped with it.
+    pub shim_program: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,6 +146,7 @@ impl Config {
             runtime: RuntimeKind::Process,
             register_with_taints: Vec::new(),
             container_log_max_size: 10 << 20,
+            shim_program: None,
         }
     }
 }
@@ -229,9 +236,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &format!("kubelet-lite/{}", config.node_name),
     )?;
     let runtime: Arc<dyn Runtime> = match config.runtime {
-        RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime),
+        RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime {
+            shim: config
+                .shim_program
+                .clone()
+                .map(|program| runtime::shim::ShimConfig {
+                    program,
+                    dir: dirs.shims(),
+                }),
+        }),
         RuntimeKind::Fake => Arc::new(runtime::fake::FakeRuntime::default()),
     };
+    let cgroups = match config.runtime {
+        RuntimeKind::Process => cgroups::Cgroups::detect(),
+        RuntimeKind::Fake => cgroups::Cgroups::Unavailable {
+            reason: "the fake runtime runs no processes".into(),
+        },
+    };
+    tracing::info!(node = %config.node_name, cgroups = ?cgroups, "memory limits");
     let state = state::StateStore::new(&dirs.state())
         .with_context(|| format!("cannot create state dir {}", dirs.state().display()))?;
     let ctx = Arc::new(Context {
@@ -258,11 +280,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         boot_id: machine.boot_id.clone(),
         sync_frequency: config.sync_frequency,
         container_log_max_size: config.container_log_max_size,
+        cgroups: cgroups.clone(),
+        adopted: Mutex::new(Default::default()),
     });
     tracing::info!(node = %config.node_name, server = %config.server, root = %root.display(),
         pod_cidr = %cidr, port, "kubelet-lite starting");
 
-    // What an earlier kubelet left running is stopped before anything new starts.
+    // What an earlier kubelet left running is re-adopted (or stopped) before anything starts.
     pod_manager::restore(&ctx).await;
 
     let aux = CancellationToken::new();
@@ -291,6 +315,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             machine,
             runtime_version: runtime.version().to_string(),
             taints: config.register_with_taints.clone(),
+            memory_limits: (config.runtime == RuntimeKind::Process).then(|| cgroups.condition()),
         },
         client,
         heartbeat_interval: config.heartbeat_interval,

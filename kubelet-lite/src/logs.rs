@@ -227,6 +227,20 @@ impl LogHandle {
         Arc::new(LogHandle { path, progress: tx })
     }
 
+    /// A handle whose progress someone else reports (a container shim writes the file).
+    pub fn mirror(path: PathBuf, bytes: u64) -> Arc<LogHandle> {
+        let (tx, _) = watch::channel(Progress {
+            bytes,
+            closed: false,
+            generation: 0,
+        });
+        Arc::new(LogHandle { path, progress: tx })
+    }
+
+    pub fn set_progress(&self, p: Progress) {
+        self.progress.send_replace(p);
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
     }

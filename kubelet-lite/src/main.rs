@@ -173,11 +173,19 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
         c.runtime = kubelet_lite::RuntimeKind::Fake;
     }
     c.restart_backoff_max = c.restart_backoff_base.max(Duration::from_secs(300));
+    // Containers run under this very binary as their shim, so they survive a restart of it.
+    c.shim_program = std::env::current_exe().ok();
     Ok(c)
 }
 
+fn main() {
+    // Before anything else: this process may be a container's shim.
+    kubelet_lite::runtime::shim::run_if_shim();
+    tokio_main();
+}
+
 #[tokio::main]
-async fn main() {
+async fn tokio_main() {
     client::process::init_tracing();
     let args = match Args::try_parse() {
         Ok(a) => a,

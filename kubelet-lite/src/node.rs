@@ -37,6 +37,8 @@ pub struct NodeInfo {
     pub runtime_version: String,
     /// `--register-with-taints`: set when the Node is first created, as the kubelet does.
     pub taints: Vec<api::core::Taint>,
+    /// The `MemoryLimitsEnforced` condition (status, reason, message); `None` for fake nodes.
+    pub memory_limits: Option<(&'static str, &'static str, String)>,
 }
 
 /// Parse `--register-with-taints`: `key=value:Effect` or `key:Effect`, comma-separated.
@@ -111,22 +113,32 @@ pub fn node_conditions(old: Option<&NodeStatus>, now: Time) -> Vec<NodeCondition
     ];
     specs
         .iter()
-        .map(|(type_, status, reason, message)| {
-            let prev = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == *type_));
-            let last_transition_time = match prev {
-                Some(p) if p.status == *status => p.last_transition_time.or(Some(now)),
-                _ => Some(now),
-            };
-            NodeCondition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                last_heartbeat_time: Some(now),
-                last_transition_time,
-                reason: reason.to_string(),
-                message: message.to_string(),
-            }
-        })
+        .map(|(type_, status, reason, message)| condition(old, now, type_, status, reason, message))
         .collect()
+}
+
+/// One condition heartbeating at `now`, its transition time kept from `old` if unchanged.
+pub fn condition(
+    old: Option<&NodeStatus>,
+    now: Time,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> NodeCondition {
+    let prev = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    let last_transition_time = match prev {
+        Some(p) if p.status == status => p.last_transition_time.or(Some(now)),
+        _ => Some(now),
+    };
+    NodeCondition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        last_heartbeat_time: Some(now),
+        last_transition_time,
+        reason: reason.to_string(),
+        message: message.to_string(),
+    }
 }
 
 impl NodeInfo {
@@ -136,7 +148,21 @@ impl NodeInfo {
             capacity: self.capacity.clone(),
             allocatable: self.capacity.clone(),
             phase: String::new(),
-            conditions: node_conditions(old, now),
+            conditions: {
+                let mut c = node_conditions(old, now);
+                // kube-lite's own: whether container memory limits are enforced (cgroups).
+                if let Some((status, reason, message)) = &self.memory_limits {
+                    c.push(condition(
+                        old,
+                        now,
+                        "MemoryLimitsEnforced",
+                        status,
+                        reason,
+                        message,
+                    ));
+                }
+                c
+            },
             addresses: vec![
                 NodeAddress {
                     type_: "InternalIP".into(),
@@ -374,6 +400,7 @@ mod tests {
             },
             runtime_version: "kube-lite-process://0.1".into(),
             taints: parse_taints(&["dedicated=gpu:NoSchedule".into()]).unwrap(),
+            memory_limits: None,
         }
     }
 

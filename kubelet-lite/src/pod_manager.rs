@@ -2,9 +2,10 @@
 //! `pods?fieldSelector=spec.nodeName=<node>` feeds a loop that starts a worker per new pod uid,
 //! hands each worker the latest version of its pod, and tells it when the pod is gone.
 //!
-//! Before that it settles what an earlier kubelet left: processes recorded in the state
-//! directory are stopped and pod IPs re-reserved; once the first list is in, records and
-//! sandboxes of pods that no longer exist are removed.
+//! Before that it settles what an earlier kubelet left: containers recorded in the state
+//! directory are re-adopted through their shims (or stopped, if no shim holds them) and pod IPs
+//! re-reserved; once the first list is in, re-adopted containers, records and sandboxes of
+//! pods that no longer exist are stopped and removed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::context::{Adopted, Context};
 use crate::pod_worker::{self, PodUpdate};
+use crate::runtime::{Recovered, StopSignal};
 
 enum Msg {
     Applied {
@@ -33,21 +35,43 @@ struct WorkerHandle {
     handle: JoinHandle<()>,
 }
 
-/// Stop leftovers of an earlier kubelet and restore pod IPs. Returns the uids on record.
+/// Settle what an earlier kubelet left: re-adopt containers whose shims still hold them, stop
+/// any other leftover, restore pod IPs. Returns the uids on record.
 pub async fn restore(ctx: &Context) -> HashSet<String> {
     let mut uids = HashSet::new();
     for mut rec in ctx.state.load_all() {
-        for (name, p) in &rec.containers {
-            if ctx.runtime.stop_leftover(p).await {
-                tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), container = %name,
-                    pid = p.pid, "stopped a container left running by an earlier kubelet");
+        let key = format!("{}/{}", rec.namespace, rec.name);
+        let mut adopted = HashMap::new();
+        for (name, p) in std::mem::take(&mut rec.containers) {
+            match ctx.runtime.recover(&p).await {
+                Recovered::Adopted { running, spec } => {
+                    tracing::info!(pod = %key, container = %name, pid = p.pid,
+                        exited = running.exited().is_some(), "re-adopted a container started by an earlier kubelet");
+                    rec.containers.insert(name.clone(), p.clone());
+                    adopted.insert(
+                        name,
+                        Adopted {
+                            running,
+                            spec: *spec,
+                            record: p,
+                        },
+                    );
+                }
+                Recovered::Gone { stopped: true } => {
+                    tracing::info!(pod = %key, container = %name, pid = p.pid,
+                        "stopped a container left running by an earlier kubelet");
+                }
+                Recovered::Gone { stopped: false } => {}
             }
         }
-        if !rec.containers.is_empty() {
-            rec.containers.clear();
-            if let Err(e) = ctx.state.save(&rec) {
-                tracing::warn!(uid = %rec.uid, error = %e, "cannot update state file");
-            }
+        if let Err(e) = ctx.state.save(&rec) {
+            tracing::warn!(uid = %rec.uid, error = %e, "cannot update state file");
+        }
+        if !adopted.is_empty() {
+            ctx.adopted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(rec.uid.clone(), adopted);
         }
         if let Ok(ip) = rec.pod_ip.parse() {
             let r = ctx.ips().reserve(&rec.uid, ip);
@@ -60,20 +84,47 @@ pub async fn restore(ctx: &Context) -> HashSet<String> {
     uids
 }
 
-/// Remove state, IPs and sandboxes of pods that are not on this node any more.
-fn collect_garbage(ctx: &Context, live: &HashSet<String>) {
+/// Stop re-adopted containers, and remove state, IPs and sandboxes, of pods that are not on
+/// this node any more.
+async fn collect_garbage(ctx: &Context, live: &HashSet<String>) {
     for rec in ctx.state.load_all() {
-        if !live.contains(&rec.uid) {
-            tracing::info!(pod = %format!("{}/{}", rec.namespace, rec.name), uid = %rec.uid,
-                "forgetting a pod that is gone");
-            ctx.state.remove(&rec.uid);
-            ctx.ips().release(&rec.uid);
+        if live.contains(&rec.uid) {
+            continue;
         }
+        let key = format!("{}/{}", rec.namespace, rec.name);
+        for (name, a) in ctx.take_adopted(&rec.uid) {
+            tracing::info!(pod = %key, container = %name, pid = a.running.pid,
+                "stopping a re-adopted container whose pod is gone");
+            ctx.runtime.signal(&a.running, StopSignal::Kill);
+            let mut rx = a.running.exit.clone();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                rx.wait_for(|e| e.is_some()),
+            )
+            .await;
+            ctx.runtime.release(&a.running);
+            if let Some(cg) = &a.running.cgroup {
+                crate::cgroups::remove(cg);
+            }
+        }
+        tracing::info!(pod = %key, uid = %rec.uid, "forgetting a pod that is gone");
+        ctx.state.remove(&rec.uid);
+        ctx.ips().release(&rec.uid);
     }
     if let Ok(rd) = std::fs::read_dir(ctx.dirs.pods()) {
         for e in rd.flatten() {
             let uid = e.file_name().to_string_lossy().into_owned();
             if !live.contains(&uid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    // Shim directories of pods that are gone (the live ones are released as they exit).
+    if let Ok(rd) = std::fs::read_dir(ctx.dirs.shims()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let uid = name.split('_').next().unwrap_or_default();
+            if !live.contains(uid) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -107,7 +158,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             _ = store.wait_ready(), if !garbage_collected => {
                 garbage_collected = true;
                 let live: HashSet<String> = store.list().iter().map(|p| p.metadata.uid.clone()).collect();
-                collect_garbage(&ctx, &live);
+                collect_garbage(&ctx, &live).await;
             }
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };

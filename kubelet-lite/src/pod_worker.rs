@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{Backoff, go_duration};
+use crate::cgroups;
 use crate::context::Context;
 use crate::env::{self, ConfigMaps, PodFacts};
 use crate::logs::LogHandle;
@@ -146,6 +147,7 @@ impl Worker {
         let terminal = status::is_terminal(&old.phase);
         let base = ctx.restart_backoff_base;
         let max = ctx.restart_backoff_max;
+        let mut adopted = ctx.take_adopted(&pod.metadata.uid);
         let containers = pod
             .spec
             .containers
@@ -172,9 +174,33 @@ impl Worker {
                     probe_target: prober::Target::default(),
                     kill_at: None,
                 };
-                // A pod an earlier kubelet ran: carry its history on (the old processes were
-                // stopped at start-up, so a running container ended, as after a node reboot).
-                if let Some(s) = old.container_statuses.iter().find(|s| s.name == c.name) {
+                let status = old.container_statuses.iter().find(|s| s.name == c.name);
+                // Still running under its shim: carry on with it where the last kubelet was.
+                if let Some(a) = adopted.remove(&c.name) {
+                    k.restart_count = a.record.restart_count;
+                    k.ever_started = true;
+                    k.current = Current::Running {
+                        started_at: a.running.started_at,
+                        id: a.running.id.clone(),
+                    };
+                    k.last_term = status.and_then(|s| s.last_state.terminated.clone());
+                    k.probes = Some(Probes::new(c, a.running.started));
+                    k.probe_target = prober::Target {
+                        pod_ip: ctx
+                            .ips()
+                            .get(&pod.metadata.uid)
+                            .map(|i| i.to_string())
+                            .unwrap_or_default(),
+                        ports: c.ports.clone(),
+                        env: a.spec.env.clone(),
+                        working_dir: a.spec.working_dir.clone(),
+                    };
+                    k.running = Some(a.running);
+                    return k;
+                }
+                // A pod an earlier kubelet ran: carry its history on (no shim held its
+                // processes, so a running container ended, as after a node reboot).
+                if let Some(s) = status {
                     k.restart_count = s.restart_count;
                     k.ever_started = !s.container_id.is_empty();
                     if let Some(r) = &s.state.running {
@@ -222,6 +248,15 @@ impl Worker {
 
     async fn run(mut self, mut updates: watch::Receiver<PodUpdate>, shutdown: CancellationToken) {
         tracing::info!(pod = %self.key(), uid = %self.uid, "pod worker started");
+        for r in self.containers.iter().filter_map(|c| c.running.as_ref()) {
+            // Adopted containers were attached before this worker existed: wake it on exit.
+            let mut exit = r.exit.clone();
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                let _ = exit.wait_for(|e| e.is_some()).await;
+                wake.notify_one();
+            });
+        }
         if !self.pod.spec.init_containers.is_empty() {
             self.event_warning(
                 None,
@@ -326,20 +361,33 @@ impl Worker {
             !self.terminal && !self.stopping && self.pod.metadata.deletion_timestamp.is_none();
         let key = self.key();
         let mut changed = false;
+        let mut oom_events = Vec::new();
         for c in &mut self.containers {
             let Some(exit) = c.running.as_ref().and_then(Running::exited) else {
                 continue;
             };
             let Some(r) = c.running.take() else { continue };
-            let term = status::termination(
+            self.ctx.runtime.release(&r);
+            let oom_killed = r.cgroup.as_ref().is_some_and(|cg| {
+                let killed = cgroups::oom_kills(cg) > 0;
+                cgroups::remove(cg);
+                killed
+            });
+            let mut term = status::termination(
                 exit.exit_code,
                 exit.signal,
                 Some(r.started_at),
                 exit.finished_at,
                 &r.id,
             );
+            if oom_killed {
+                term.reason = "OOMKilled".into();
+            }
             tracing::info!(pod = %key, container = %c.name, pid = r.pid, exit_code = exit.exit_code,
-                signal = exit.signal, "container exited");
+                signal = exit.signal, oom_killed, "container exited");
+            if oom_killed {
+                oom_events.push(c.name.clone());
+            }
             c.prev_term = c.last_term.take();
             c.last_term = Some(term);
             c.current = Current::Exited;
@@ -352,6 +400,13 @@ impl Worker {
                 tracing::info!(pod = %key, container = %c.name, delay = %go_duration(delay), "container will be restarted");
             }
             changed = true;
+        }
+        for name in oom_events {
+            self.event_warning(
+                Some(&name),
+                "OOMKilled",
+                format!("Container {name} was killed for using more memory than its limit"),
+            );
         }
         if changed {
             self.save_state();
@@ -390,6 +445,11 @@ impl Worker {
                             boot_id: self.ctx.boot_id.clone(),
                             restart_count: c.restart_count,
                             started_at: Some(r.started_at),
+                            shim_dir: r
+                                .shim
+                                .as_ref()
+                                .map(|s| s.dir.display().to_string())
+                                .unwrap_or_default(),
                         },
                     ))
                 })
@@ -828,27 +888,23 @@ impl Worker {
             working_dir,
             log_path: self.ctx.dirs.log_file(&self.uid, &name, restart_count),
             log_max_size: self.ctx.container_log_max_size,
+            restart_count,
+            cgroup: None,
         };
         self.event_normal(
             Some(&name),
             "Pulled",
             format!("Container image {image:?} already present on machine"),
         );
-        if let Some(limit) = spec.resources.limits.get("memory")
-            && restart_count == 0
-            && self.ctx.runtime.needs_command()
+        let mut run = run;
+        run.cgroup = self.memory_cgroup(&spec, &name, restart_count);
+        let started = self.ctx.runtime.start(&run, self.wake.clone()).await;
+        if started.is_err()
+            && let Some(cg) = &run.cgroup
         {
-            // Say so rather than pretend: a learner reading the events sees the limit is advisory.
-            self.event_warning(
-                Some(&name),
-                "MemoryLimitNotEnforced",
-                format!(
-                    "memory limit {} is not enforced: kube-lite's process runtime does not use cgroups (see docs/process-runtime.md)",
-                    limit.0
-                ),
-            );
+            cgroups::remove(cg);
         }
-        match self.ctx.runtime.start(&run, self.wake.clone()) {
+        match started {
             Ok(r) => {
                 tracing::info!(pod = %key, container = %name, pid = r.pid, restart_count,
                     argv = ?run.argv, "container started");
@@ -895,6 +951,41 @@ impl Worker {
                     let ready = c.backoff.ready_at().unwrap_or(at);
                     self.wake_at(ready);
                 }
+            }
+        }
+    }
+
+    /// The memory cgroup for a container with a memory limit, where cgroups can be used; a
+    /// Warning event where they cannot (say so rather than pretend).
+    fn memory_cgroup(
+        &self,
+        spec: &api::core::Container,
+        name: &str,
+        restart_count: i32,
+    ) -> Option<std::path::PathBuf> {
+        let limit = spec.resources.limits.get("memory")?;
+        if !self.ctx.runtime.needs_command() {
+            return None; // the fake runtime runs nothing
+        }
+        let bytes = match limit.value() {
+            Ok(b) if b > 0 => b,
+            _ => return None,
+        };
+        let cgroup = format!("{}_{name}_{restart_count}", self.uid);
+        match self.ctx.cgroups.create(&cgroup, bytes) {
+            Ok(dir) => Some(dir),
+            Err(reason) => {
+                if restart_count == 0 {
+                    self.event_warning(
+                        Some(name),
+                        "MemoryLimitNotEnforced",
+                        format!(
+                            "memory limit {} is not enforced: {reason} (see docs/process-runtime.md)",
+                            limit.0
+                        ),
+                    );
+                }
+                None
             }
         }
     }

@@ -1,7 +1,7 @@
 //! What must survive a kubelet restart, one JSON file per pod under `<root>/state/pods/`: the
 //! pod's identity and IP, and each running container's process group (pid, group, start time,
-//! boot id). On start the kubelet stops what an earlier instance left running (see
-//! [`crate::pod_manager`]); the same records are what re-adopting running processes will use.
+//! boot id, shim). On start the kubelet re-adopts what an earlier instance left running under
+//! a shim and stops anything else it finds (see [`crate::pod_manager`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,9 @@ pub struct ProcRecord {
     pub restart_count: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// The directory of the shim that runs it (empty: no shim; see `runtime::shim`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shim_dir: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +130,7 @@ mod tests {
                 boot_id: "b".into(),
                 restart_count: 1,
                 started_at: None,
+                shim_dir: "/x/shims/u1_web_1".into(),
             },
         );
         s.save(&r).unwrap();

@@ -13,7 +13,7 @@ use std::time::Instant;
 use api::meta::Time;
 use tokio::sync::{Notify, watch};
 
-use super::{ContainerSpec, ExitInfo, Running, Runtime, StopSignal};
+use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StopSignal};
 use crate::logs::LogHandle;
 use crate::state::ProcRecord;
 
@@ -34,14 +34,35 @@ impl Runtime for FakeRuntime {
         false
     }
 
-    fn start(&self, spec: &ContainerSpec, wake: Arc<Notify>) -> Result<Running, String> {
+    fn start<'a>(
+        &'a self,
+        spec: &'a ContainerSpec,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>> {
+        Box::pin(std::future::ready(Ok(self.start_now(spec, wake))))
+    }
+
+    fn signal(&self, c: &Running, sig: StopSignal) {
+        self.stop(c, sig)
+    }
+
+    fn recover<'a>(
+        &'a self,
+        _record: &'a ProcRecord,
+    ) -> Pin<Box<dyn Future<Output = Recovered> + Send + 'a>> {
+        Box::pin(std::future::ready(Recovered::Gone { stopped: false }))
+    }
+}
+
+impl FakeRuntime {
+    fn start_now(&self, spec: &ContainerSpec, wake: Arc<Notify>) -> Running {
         let id = format!("fake-{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = watch::channel(None);
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), (tx, wake));
-        Ok(Running {
+        Running {
             id,
             // No process: pid and group 0 are never signalled (only this runtime signals).
             pid: 0,
@@ -52,10 +73,12 @@ impl Runtime for FakeRuntime {
             exit: rx,
             log: LogHandle::closed(spec.log_path.clone()),
             reaped: Arc::new(std::sync::Mutex::new(false)),
-        })
+            shim: None,
+            cgroup: None,
+        }
     }
 
-    fn signal(&self, c: &Running, sig: StopSignal) {
+    fn stop(&self, c: &Running, sig: StopSignal) {
         let Some((tx, wake)) = self
             .running
             .lock()
@@ -76,12 +99,5 @@ impl Runtime for FakeRuntime {
             finished: Instant::now(),
         }));
         wake.notify_one();
-    }
-
-    fn stop_leftover<'a>(
-        &'a self,
-        _record: &'a ProcRecord,
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
-        Box::pin(async { false })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod process;
+pub mod shim;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,18 +13,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use api::meta::Time;
-use tokio::sync::{Notify, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::logs::LogHandle;
 use crate::state::ProcRecord;
 
 /// Everything needed to start one container (env and command already resolved).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContainerSpec {
     pub pod_uid: String,
     /// `namespace/name`, for log lines.
     pub pod_key: String,
     pub container: String,
+    /// Which run of the container this is (its `restartCount`).
+    #[serde(default)]
+    pub restart_count: i32,
     /// The command line: argv\[0\] is looked up in the container's `PATH`.
     pub argv: Vec<String>,
     /// The complete environment of the process.
@@ -33,6 +39,9 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     /// Rotate the log at this size (`--container-log-max-size`).
     pub log_max_size: u64,
+    /// The memory cgroup the process joins before it execs (see [`crate::cgroups`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// How a container ended.
@@ -65,6 +74,31 @@ pub struct Running {
     /// Held while signalling and while reaping, and true once reaped: a signal never reaches
     /// a process group id that was reused after the container was gone.
     pub reaped: Arc<std::sync::Mutex<bool>>,
+    /// The container's shim, when one runs it (signals go through it).
+    pub shim: Option<ShimHandle>,
+    /// The container's memory cgroup, if it has a limit.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// The kubelet's end of a container shim.
+#[derive(Debug)]
+pub struct ShimHandle {
+    /// The shim's directory: its spec, socket name, log and exit status.
+    pub dir: PathBuf,
+    pub signals: mpsc::UnboundedSender<StopSignal>,
+}
+
+/// What became of a container an earlier kubelet recorded.
+#[derive(Debug)]
+pub enum Recovered {
+    /// Nothing of it runs any more; `stopped`: a leftover was found and stopped.
+    Gone { stopped: bool },
+    /// Re-attached through its shim: it still runs, or it exited while no kubelet was there
+    /// (then its exit is already set).
+    Adopted {
+        running: Running,
+        spec: Box<ContainerSpec>,
+    },
 }
 
 impl Running {
@@ -88,7 +122,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Start a container. `wake` is notified when it exits. Errors are messages for the
     /// container's status (`StartError`).
-    fn start(&self, spec: &ContainerSpec, wake: Arc<Notify>) -> Result<Running, String>;
+    fn start<'a>(
+        &'a self,
+        spec: &'a ContainerSpec,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>>;
 
     /// Signal every process of the container.
     fn signal(&self, c: &Running, sig: StopSignal);
@@ -98,11 +136,13 @@ pub trait Runtime: Send + Sync + 'static {
         true
     }
 
-    /// A container recorded by an earlier kubelet on this node: make sure nothing of it runs
-    /// any more (the process runtime stops the group). Resolves to whether something was
-    /// stopped. Re-adopting running containers instead will hook in here.
-    fn stop_leftover<'a>(
+    /// A container recorded by an earlier kubelet on this node: re-attach to it if its shim
+    /// still holds it, else make sure nothing of it runs any more.
+    fn recover<'a>(
         &'a self,
         record: &'a ProcRecord,
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Recovered> + Send + 'a>>;
+
+    /// The container's exit has been recorded: forget what the runtime kept for it.
+    fn release(&self, _c: &Running) {}
 }

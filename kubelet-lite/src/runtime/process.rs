@@ -5,11 +5,17 @@
 //! still pins the group id, then reaps it. So a container's exit takes every process it started
 //! with it, as when a container's PID 1 exits, and no signal can hit a reused group id.
 //!
+//! The kubelet binaries run each container under a [`shim`](super::shim) (the same binary,
+//! re-executed), which owns the process and its log, so a container outlives a kubelet crash
+//! or restart and the next kubelet re-adopts it; library users without a shim binary get the
+//! container as a direct child instead. A container with a memory limit joins its cgroup
+//! between `fork` and `exec` ([`crate::cgroups`]).
+//!
 //! Limits (documented, not hidden): a process that leaves its group (`setsid`, daemons) escapes;
-//! there is no filesystem, network or resource isolation. cgroup v2 can come later.
+//! there is no filesystem or network isolation.
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
@@ -24,94 +30,69 @@ use nix::unistd::Pid;
 use tokio::net::unix::pipe;
 use tokio::sync::{Notify, watch};
 
-use super::{ContainerSpec, ExitInfo, Running, Runtime, StopSignal};
+use super::shim::{self, ShimConfig};
+use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StopSignal};
 use crate::logs;
 use crate::state::{ProcRecord, boot_id};
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProcessRuntime;
+#[derive(Clone, Debug, Default)]
+pub struct ProcessRuntime {
+    /// Run containers under a shim (see the module docs); `None`: as direct children.
+    pub shim: Option<ShimConfig>,
+}
 
 impl Runtime for ProcessRuntime {
     fn version(&self) -> &'static str {
         "kube-lite-process://0.1"
     }
 
-    fn start(&self, spec: &ContainerSpec, wake: Arc<Notify>) -> Result<Running, String> {
-        let (program, args) = spec
-            .argv
-            .split_first()
-            .ok_or_else(|| "no command specified".to_string())?;
-        std::fs::create_dir_all(&spec.working_dir).map_err(|e| {
-            format!(
-                "cannot create working directory {}: {e}",
-                spec.working_dir.display()
-            )
-        })?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.working_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
-        let pid = child.id() as i32;
-        let started_at = Time::now();
-        let started = Instant::now();
-        let reaped = Arc::new(Mutex::new(false));
-        let (tx, rx) = watch::channel(None);
-
-        let pipes = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => pipe::Receiver::from_owned_fd(OwnedFd::from(o))
-                .and_then(|o| Ok((o, pipe::Receiver::from_owned_fd(OwnedFd::from(e))?))),
-            _ => Err(std::io::Error::other("no pipes")),
-        };
-        let log = pipes.and_then(|(o, e)| logs::capture(&spec.log_path, spec.log_max_size, o, e));
-        let log = match log {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                spawn_waiter(child, pid, tx, wake, reaped);
-                return Err(format!("cannot capture the container's output: {e}"));
+    fn start<'a>(
+        &'a self,
+        spec: &'a ContainerSpec,
+        wake: Arc<Notify>,
+    ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>> {
+        Box::pin(async move {
+            match &self.shim {
+                Some(cfg) => shim::start(cfg, spec, wake).await,
+                None => start_direct(spec, wake),
             }
-        };
-        let start_ticks = proc_stat(pid).map(|s| s.start_ticks).unwrap_or(0);
-        tracing::debug!(pod = %spec.pod_key, container = %spec.container, pid, "process started");
-        spawn_waiter(child, pid, tx, wake, reaped.clone());
-        Ok(Running {
-            id: pid.to_string(),
-            pid,
-            pgid: pid,
-            start_ticks,
-            started_at,
-            started,
-            exit: rx,
-            log,
-            reaped,
         })
     }
 
-    fn stop_leftover<'a>(
+    fn recover<'a>(
         &'a self,
         record: &'a ProcRecord,
-    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Recovered> + Send + 'a>> {
         Box::pin(async move {
             if record.boot_id != boot_id() {
-                return false; // recorded before a reboot: those pids are not ours
+                // Recorded before a reboot: those pids are not ours, and nothing survived.
+                return Recovered::Gone { stopped: false };
             }
-            stop_recorded(
+            if !record.shim_dir.is_empty()
+                && let Some((running, spec)) = shim::reattach(record).await
+            {
+                return Recovered::Adopted {
+                    running,
+                    spec: Box::new(spec),
+                };
+            }
+            let stopped = stop_recorded(
                 record.pid,
                 record.pgid,
                 record.start_ticks,
                 Duration::from_secs(2),
             )
-            .await
+            .await;
+            Recovered::Gone { stopped }
         })
     }
 
     fn signal(&self, c: &Running, sig: StopSignal) {
+        if let Some(s) = &c.shim {
+            // The shim signals the group under its own reaped-guard.
+            let _ = s.signals.send(sig);
+            return;
+        }
         let reaped = c.reaped.lock().unwrap_or_else(|p| p.into_inner());
         if *reaped {
             return;
@@ -126,6 +107,128 @@ impl Runtime for ProcessRuntime {
             tracing::warn!(pgid = c.pgid, error = %e, "cannot signal process group");
         }
     }
+
+    fn release(&self, c: &Running) {
+        if let Some(s) = &c.shim
+            && let Err(e) = std::fs::remove_dir_all(&s.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %s.dir.display(), error = %e, "cannot remove a shim's directory");
+        }
+    }
+}
+
+/// Start the container's leader: its own process group, output piped, in its cgroup if it has
+/// one. Errors are messages for the container's status.
+pub fn spawn_container(spec: &ContainerSpec) -> Result<Child, String> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| "no command specified".to_string())?;
+    std::fs::create_dir_all(&spec.working_dir).map_err(|e| {
+        format!(
+            "cannot create working directory {}: {e}",
+            spec.working_dir.display()
+        )
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.working_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // Opened here (close-on-exec), written by the child between fork and exec.
+    let procs = match &spec.cgroup {
+        Some(cg) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(cg.join("cgroup.procs"))
+                .map_err(|e| format!("cannot join memory cgroup {}: {e}", cg.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(f) = &procs {
+        let fd = f.as_raw_fd();
+        // SAFETY: between fork and exec only async-signal-safe calls are made: getpid and
+        // write on a descriptor that stays open (`procs` outlives `spawn`), no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut buf = [0u8; 12];
+                let text = decimal(nix::unistd::getpid().as_raw(), &mut buf);
+                nix::unistd::write(BorrowedFd::borrow_raw(fd), text)
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let child = cmd.spawn().map_err(|e| spawn_error(program, &e));
+    drop(procs);
+    child
+}
+
+/// `n` in decimal, written into `buf` without allocating.
+fn decimal(n: i32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut v = n.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// The leader's pipes as async readers.
+pub fn output_pipes(child: &mut Child) -> std::io::Result<(pipe::Receiver, pipe::Receiver)> {
+    match (child.stdout.take(), child.stderr.take()) {
+        (Some(o), Some(e)) => Ok((
+            pipe::Receiver::from_owned_fd(OwnedFd::from(o))?,
+            pipe::Receiver::from_owned_fd(OwnedFd::from(e))?,
+        )),
+        _ => Err(std::io::Error::other("no pipes")),
+    }
+}
+
+/// The container as a direct child of this process.
+fn start_direct(spec: &ContainerSpec, wake: Arc<Notify>) -> Result<Running, String> {
+    let mut child = spawn_container(spec)?;
+    let pid = child.id() as i32;
+    let started_at = Time::now();
+    let started = Instant::now();
+    let reaped = Arc::new(Mutex::new(false));
+    let (tx, rx) = watch::channel(None);
+    let log = output_pipes(&mut child)
+        .and_then(|(o, e)| logs::capture(&spec.log_path, spec.log_max_size, o, e));
+    let log = match log {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            spawn_waiter(child, pid, tx, wake, reaped);
+            return Err(format!("cannot capture the container's output: {e}"));
+        }
+    };
+    let start_ticks = proc_stat(pid).map(|s| s.start_ticks).unwrap_or(0);
+    tracing::debug!(pod = %spec.pod_key, container = %spec.container, pid, "process started");
+    spawn_waiter(child, pid, tx, wake, reaped.clone());
+    Ok(Running {
+        id: pid.to_string(),
+        pid,
+        pgid: pid,
+        start_ticks,
+        started_at,
+        started,
+        exit: rx,
+        log,
+        reaped,
+        shim: None,
+        cgroup: spec.cgroup.clone(),
+    })
 }
 
 /// What `exec` failing looks like in a container status, after the container runtimes' wording.
@@ -140,7 +243,7 @@ fn spawn_error(program: &str, e: &std::io::Error) -> String {
     }
 }
 
-fn spawn_waiter(
+pub fn spawn_waiter(
     child: Child,
     pid: i32,
     tx: watch::Sender<Option<ExitInfo>>,
@@ -275,6 +378,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decimal_without_allocating() {
+        let mut b = [0u8; 12];
+        assert_eq!(decimal(0, &mut b), b"0");
+        assert_eq!(decimal(4194304, &mut b), b"4194304");
+    }
+
+    #[test]
     fn parses_proc_stat_with_odd_names() {
         let s = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let p = parse_proc_stat(s).unwrap();
@@ -297,6 +407,8 @@ mod tests {
             working_dir: dir.join("work"),
             log_path: dir.join("logs/c/0.log"),
             log_max_size: u64::MAX,
+            restart_count: 0,
+            cgroup: None,
         }
     }
 
@@ -313,7 +425,7 @@ mod tests {
     async fn runs_captures_and_reports_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         let wake = Arc::new(Notify::new());
-        let rt = ProcessRuntime;
+        let rt = ProcessRuntime::default();
         let r = rt
             .start(
                 &spec(
@@ -322,6 +434,7 @@ mod tests {
                 ),
                 wake.clone(),
             )
+            .await
             .unwrap();
         let e = wait_exit(&r).await;
         assert_eq!((e.exit_code, e.signal), (3, 0));
@@ -338,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn sigterm_reaches_the_whole_group_and_leftovers_die_with_the_leader() {
         let dir = tempfile::tempdir().unwrap();
-        let rt = ProcessRuntime;
+        let rt = ProcessRuntime::default();
         // The leader ignores nothing; its background child ignores SIGTERM.
         let r = rt
             .start(
@@ -352,6 +465,7 @@ mod tests {
                 ),
                 Arc::new(Notify::new()),
             )
+            .await
             .unwrap();
         let pgid = r.pgid;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -378,18 +492,21 @@ mod tests {
     #[tokio::test]
     async fn missing_executables_are_start_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ProcessRuntime
+        let rt = ProcessRuntime::default();
+        let err = rt
             .start(
                 &spec(dir.path(), &["no-such-binary-kl"]),
                 Arc::new(Notify::new()),
             )
+            .await
             .unwrap_err();
         assert_eq!(
             err,
             "exec: \"no-such-binary-kl\": executable file not found in $PATH"
         );
-        let err = ProcessRuntime
+        let err = rt
             .start(&spec(dir.path(), &[]), Arc::new(Notify::new()))
+            .await
             .unwrap_err();
         assert_eq!(err, "no command specified");
     }
