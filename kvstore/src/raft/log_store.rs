@@ -2,11 +2,13 @@
 //!
 //! Durability: `append` hands the entries to the log's writer thread and returns at once; the
 //! writer commits them with `Durability::Immediate` (one fsync for all appends waiting then) and
-//! only then reports them flushed through openraft's `LogFlushed` callback. So the leader sends
-//! the entries to its followers while its own fsync runs, and an entry still counts only once
-//! it is on disk. Every write goes through that one thread, in order; `save_vote`, `truncate`
-//! and `purge` commit durably and wait for it. `save_committed` commits without fsync: losing it
-//! only means re-applying fewer entries at startup, and the next durable commit persists it.
+//! only then reports them flushed through openraft's `LogFlushed` callback; an entry counts only
+//! once it is on disk. Every write goes through that one thread, in order; `save_vote`,
+//! `truncate` and `purge` commit durably and wait for it. `save_committed` only records the
+//! pointer in memory and returns: openraft awaits it before every apply, so queueing it behind
+//! an fsync would delay each answer by a whole disk write. The writer stores the latest pointer
+//! in its next transaction at most once a second (more pages per fsync would slow every append;
+//! an older pointer only means re-applying more entries at startup).
 //!
 //! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
 //! followers and the state machine read them from there instead of decoding them from disk.
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -36,6 +38,9 @@ const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 type SE = StorageError<NodeId>;
+
+/// How often the committed pointer is written at most.
+const COMMITTED_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Entries kept in memory after they are appended.
 const CACHE_ENTRIES: usize = 4096;
@@ -59,6 +64,8 @@ pub struct LogStore {
     /// The last log index on disk: cached entries after it are never evicted.
     flushed_index: Arc<AtomicU64>,
     writer: std::sync::mpsc::Sender<Job>,
+    /// The committed pointer not yet written (see the module documentation).
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send>;
@@ -66,7 +73,6 @@ type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error
 /// A write for the writer thread, and whom to tell when it is committed.
 struct Job {
     f: WriteFn,
-    durable: bool,
     done: Done,
 }
 
@@ -85,8 +91,10 @@ fn writer_loop(
     rx: std::sync::mpsc::Receiver<Job>,
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     flushed_index: Arc<AtomicU64>,
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
 ) {
     let mut next: Option<Job> = None;
+    let mut last_committed_write = std::time::Instant::now();
     loop {
         let first = match next.take() {
             Some(j) => j,
@@ -106,18 +114,22 @@ fn writer_loop(
                 }
             }
         }
-        let durable = jobs.iter().any(|j| j.durable);
         let mut dones = Vec::with_capacity(jobs.len());
         let result = match db.upgrade() {
             None => Err("the raft log is closed".to_string()),
             Some(db) => (|| -> Result<(), redb::Error> {
-                let mut txn = db.begin_write()?;
-                if !durable {
-                    txn.set_durability(Durability::None)?;
-                }
+                let txn = db.begin_write()?;
                 for j in jobs {
                     (j.f)(&txn)?;
                     dones.push(j.done);
+                }
+                // At most once per interval: each write costs this commit pages to fsync.
+                if last_committed_write.elapsed() >= COMMITTED_INTERVAL {
+                    let pointer = committed.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(bytes) = pointer {
+                        txn.open_table(STATE)?.insert(COMMITTED, bytes.as_slice())?;
+                        last_committed_write = std::time::Instant::now();
+                    }
                 }
                 txn.commit()?;
                 Ok(())
@@ -168,10 +180,16 @@ impl LogStore {
         let flushed = Arc::new(tokio::sync::watch::Sender::new(0));
         let flushed_index = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (weak, f, fi) = (Arc::downgrade(&db), flushed.clone(), flushed_index.clone());
+        let committed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let (weak, f, fi, c) = (
+            Arc::downgrade(&db),
+            flushed.clone(),
+            flushed_index.clone(),
+            committed.clone(),
+        );
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(weak, rx, f, fi))
+            .spawn(move || writer_loop(weak, rx, f, fi, c))
             .map_err(write_err)?;
         Ok(LogStore {
             db,
@@ -179,6 +197,7 @@ impl LogStore {
             flushed,
             flushed_index,
             writer: tx,
+            committed,
         })
     }
 
@@ -203,27 +222,19 @@ impl LogStore {
         }
     }
 
-    /// Write a state entry; `durable` selects an fsync'ed commit.
-    async fn put_state<T: Serialize>(
-        &self,
-        key: &'static str,
-        v: &T,
-        durable: bool,
-    ) -> Result<(), SE> {
+    /// Write a state entry durably.
+    async fn put_state<T: Serialize>(&self, key: &'static str, v: &T) -> Result<(), SE> {
         let bytes = serde_json::to_vec(v).map_err(write_err)?;
-        self.write(
-            move |txn| {
-                txn.open_table(STATE)?.insert(key, bytes.as_slice())?;
-                Ok(())
-            },
-            durable,
-        )
+        self.write(move |txn| {
+            txn.open_table(STATE)?.insert(key, bytes.as_slice())?;
+            Ok(())
+        })
         .await
     }
 
     /// Run `f` in a write transaction on the writer thread (after every write before it) and
     /// wait until it is committed.
-    async fn write<F>(&self, f: F, durable: bool) -> Result<(), SE>
+    async fn write<F>(&self, f: F) -> Result<(), SE>
     where
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
@@ -231,7 +242,6 @@ impl LogStore {
         self.writer
             .send(Job {
                 f: Box::new(f),
-                durable,
                 done: Done::Reply(tx),
             })
             .map_err(|_| write_err("the raft log writer stopped"))?;
@@ -309,7 +319,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SE> {
-        self.put_state(VOTE, vote, true)
+        self.put_state(VOTE, vote)
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
@@ -328,7 +338,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SE> {
-        self.put_state(COMMITTED, &committed, false).await
+        let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
+        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SE> {
@@ -384,7 +396,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 Ok(())
             }),
-            durable: true,
             done: Done::Appended {
                 last_index,
                 callback,
@@ -403,30 +414,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.cache().retain(|i, _| *i < log_id.index);
         self.flushed_index
             .fetch_min(log_id.index.saturating_sub(1), Ordering::SeqCst);
-        self.write(
-            move |txn| {
-                txn.open_table(LOGS)?
-                    .retain_in::<u64, _>(log_id.index.., |_, _| false)?;
-                Ok(())
-            },
-            true,
-        )
+        self.write(move |txn| {
+            txn.open_table(LOGS)?
+                .retain_in::<u64, _>(log_id.index.., |_, _| false)?;
+            Ok(())
+        })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
         self.cache().retain(|i, _| *i > log_id.index);
         let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
-        self.write(
-            move |txn| {
-                txn.open_table(STATE)?
-                    .insert(LAST_PURGED, bytes.as_slice())?;
-                txn.open_table(LOGS)?
-                    .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-                Ok(())
-            },
-            true,
-        )
+        self.write(move |txn| {
+            txn.open_table(STATE)?
+                .insert(LAST_PURGED, bytes.as_slice())?;
+            txn.open_table(LOGS)?
+                .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+            Ok(())
+        })
         .await
     }
 }
