@@ -88,7 +88,12 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
         },
     };
     let config = config(cli)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread for all tasks: a write hops between many tasks (HTTP, proposer, Raft core,
+    // replication, apply), and on one thread each hop is a queue push instead of waking another
+    // worker. Disk writes have their own threads (the log writer, the blocking pool). Measured
+    // with `bench kvstore`, alternating runs: ~10-15% more puts and gets per second and a lower
+    // single-client put latency than the default multi-thread runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
