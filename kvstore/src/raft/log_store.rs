@@ -11,9 +11,8 @@
 //! an older pointer only means re-applying more entries at startup).
 //!
 //! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
-//! followers and the state machine read them from there instead of decoding them from disk.
-//! Disk I/O runs on the calling worker thread (`block_in_place`), which saves a thread hop per
-//! append on the write path.
+//! followers and the state machine read them from there instead of decoding them from disk;
+//! reads that miss it run on the calling thread (short redb reads from the page cache).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
