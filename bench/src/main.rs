@@ -72,14 +72,23 @@ struct KvArgs {
     keep: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.cmd {
-        Cmd::Kvstore(a) => rt.block_on(kvstore(a)),
-        Cmd::Scheduler(a) => rt.block_on(scheduler::run(a)),
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| match cli.cmd {
+            Cmd::Kvstore(a) => rt.block_on(kvstore(a)),
+            Cmd::Scheduler(a) => rt.block_on(scheduler::run(a)),
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says.
+            eprintln!("bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
