@@ -34,11 +34,23 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released: a tiny race, never a fixed port).
+///
+/// Never the same port twice in one test process: tests of one binary run concurrently, and
+/// the kernel may hand a just-released port to the next `bind(0)`, which let two tests' API
+/// servers be given one port — the loser's client then talked to the other test's cluster.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
