@@ -144,7 +144,12 @@ impl Sample {
         self.measured += other.measured;
     }
 
+    fn qps(&self) -> f64 {
+        self.lat.len() as f64 / self.measured.as_secs_f64().max(1e-9)
+    }
+
     fn stats(mut self) -> Stats {
+        let qps = self.qps();
         let all = &mut self.lat;
         all.sort_unstable();
         let pct = |p: f64| -> f64 {
@@ -155,7 +160,7 @@ impl Sample {
             all[i] as f64 / 1000.0
         };
         Stats {
-            qps: all.len() as f64 / self.measured.as_secs_f64().max(1e-9),
+            qps,
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             errors: self.errors,
@@ -437,7 +442,7 @@ async fn kvstore(a: KvArgs) -> anyhow::Result<()> {
                         kind.name(),
                         round + 1,
                         a.rounds,
-                        s.lat.len() as f64 / s.measured.as_secs_f64()
+                        s.qps()
                     );
                     samples[i].add(s);
                 }
