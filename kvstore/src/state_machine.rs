@@ -28,6 +28,7 @@ use crate::command::BatchResponse;
 use crate::error::KvError;
 use crate::lease::Leases;
 use crate::mvcc::{Applier, Store};
+use crate::raft::log_store::EarlyAcks;
 use crate::raft::{Entry, Node, NodeId, TypeConfig};
 use crate::watch::WatchHub;
 
@@ -77,6 +78,8 @@ pub struct StateMachine {
     last_applied: Option<LogId<NodeId>>,
     membership: Membership,
     ident: Option<Arc<Identity>>,
+    /// The leader's entries acknowledged before they were on its disk: none is applied before.
+    early: Option<Arc<EarlyAcks>>,
 }
 
 fn read_cluster_id(r: &crate::mvcc::Reader) -> Result<Option<u64>, KvError> {
@@ -94,6 +97,11 @@ impl StateMachine {
         }
         self.ident = Some(ident);
         Ok(self)
+    }
+
+    /// Apply the leader's own entries only once they are on its disk (see [`EarlyAcks`]).
+    pub(crate) fn gate_on(&mut self, early: Arc<EarlyAcks>) {
+        self.early = Some(early);
     }
 
     /// Wrap an opened store; `snapshot_dir` holds the latest snapshot.
@@ -127,6 +135,7 @@ impl StateMachine {
             last_applied,
             membership,
             ident: None,
+            early: None,
         })
     }
 }
@@ -220,6 +229,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry> = entries.into_iter().collect();
         if entries.is_empty() {
             return Ok(Vec::new());
+        }
+        if let (Some(early), Some(last)) = (&self.early, entries.last()) {
+            early
+                .wait_flushed(last.log_id.index)
+                .await
+                .map_err(sm_err)?;
         }
         tracing::trace!(n = entries.len(), "write path: apply start");
         let collect = self.hub.has_watchers();

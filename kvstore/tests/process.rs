@@ -170,7 +170,10 @@ async fn restart_keeps_acknowledged_writes(sig: Signal) {
 
     let p = spawn(dir.path(), cp, pp);
     wait_healthy(&p.url, Duration::from_secs(30)).await;
-    let after = c.range(&all()).await.unwrap();
+    let after = match c.range(&all()).await {
+        Ok(a) => a,
+        Err(e) => panic!("{e}\n{}", log(dir.path())),
+    };
     assert_eq!(after.kvs, before.kvs);
     assert_eq!(after.header.revision, before.header.revision);
     // History survived too: a read just before the final delete still sees its keys.

@@ -10,11 +10,25 @@
 //! in its next transaction at most once a second (more pages per fsync would slow every append;
 //! an older pointer only means re-applying more entries at startup).
 //!
+//! The leader's own appends are the exception ([`EarlyAcks`]): openraft 0.9 sends nothing to
+//! followers until the leader's append is reported flushed, which would put the leader's fsync
+//! and the followers' in series. So entries this member appends as leader are reported flushed
+//! as soon as they are queued — the leader writes its disk while the followers write theirs, as
+//! etcd's leader does (Raft thesis §10.2.1). openraft then counts the leader in the quorum too
+//! early; nothing outside the leader acts on that: the state machine applies an entry (and so
+//! answers the client or a read) only once it is on the leader's disk too, and the commit index
+//! sent to followers never passes what is on the leader's disk ([`EarlyAcks::clamp_commit`]).
+//! A committed entry is therefore on disk on a majority before anything is done with it. The
+//! committed pointer is stored only with (or after) the entries up to it, and entries not on
+//! disk yet are read from the cache, which keeps them until they are. A crash of the leader
+//! loses at most entries that no client and no follower's state machine has seen.
+//! Membership entries are always reported after the fsync (openraft acts on their commit itself).
+//!
 //! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
 //! followers and the state machine read them from there instead of decoding them from disk;
 //! reads that miss it run on the calling thread (short redb reads from the page cache).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -23,7 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{
+    AnyError, EntryPayload, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,8 +80,120 @@ pub struct LogStore {
     flushed_index: Arc<AtomicU64>,
     writer: std::sync::mpsc::Sender<Job>,
     /// The committed pointer not yet written (see the module documentation).
-    committed: Arc<Mutex<Option<Vec<u8>>>>,
+    committed: Arc<Mutex<Option<LogId<NodeId>>>>,
+    /// This member's id (0 until [`LogStore::set_node_id`]: then nothing is acknowledged early).
+    me: Arc<AtomicU64>,
+    /// The last vote saved, to recognise entries this member appends as the current leader.
+    vote: Arc<Mutex<Option<Vote<NodeId>>>>,
+    early: Arc<EarlyAcks>,
 }
+
+/// The leader's appends that were reported flushed before they reached its disk (see the module
+/// documentation), oldest first, until the writer has committed them.
+#[derive(Default)]
+pub struct EarlyAcks {
+    state: Mutex<EarlyState>,
+    /// Bumped whenever `state` changes, to wake waiters.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct EarlyState {
+    /// Per pending append: its first index and the log id just before it.
+    pending: VecDeque<(u64, Option<LogId<NodeId>>)>,
+    /// A write of the log failed: what is pending will never be on disk.
+    failed: Option<String>,
+    /// The highest commit index [`EarlyAcks::clamp_commit`] held back from followers.
+    owed: Option<u64>,
+}
+
+impl EarlyAcks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EarlyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, first: u64, prev: Option<LogId<NodeId>>) {
+        self.lock().pending.push_back((first, prev));
+    }
+
+    /// The oldest pending append reached the disk (or failed to).
+    fn flushed(&self, result: &Result<(), String>) {
+        {
+            let mut s = self.lock();
+            s.pending.pop_front();
+            if let Err(e) = result {
+                s.failed = Some(e.clone());
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether every entry up to `index` is on this member's disk.
+    fn covers(s: &EarlyState, index: u64) -> bool {
+        s.pending.front().is_none_or(|(first, _)| *first > index)
+    }
+
+    /// Wait until every entry up to `index` is on this member's disk.
+    pub async fn wait_flushed(&self, index: u64) -> Result<(), String> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let s = self.lock();
+                if let Some(e) = &s.failed {
+                    return Err(format!("the raft log could not be written: {e}"));
+                }
+                if Self::covers(&s, index) {
+                    return Ok(());
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err("the raft log is closed".into());
+            }
+        }
+    }
+
+    /// The commit index a follower may be told: never past what is on this member's disk.
+    pub fn clamp_commit(&self, commit: Option<LogId<NodeId>>) -> Option<LogId<NodeId>> {
+        let mut s = self.lock();
+        let c = commit?;
+        match s.pending.front() {
+            Some((first, prev)) if c.index >= *first => {
+                let prev = *prev;
+                s.owed = s.owed.max(Some(c.index));
+                prev
+            }
+            _ => {
+                if s.owed.is_some_and(|o| o <= c.index) {
+                    s.owed = None;
+                }
+                commit
+            }
+        }
+    }
+
+    /// Wait until a commit index held back from followers is on disk (then they should hear
+    /// it without waiting for the next append or heartbeat).
+    pub async fn owed_flushed(&self) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let mut s = self.lock();
+                if let Some(o) = s.owed
+                    && Self::covers(&s, o)
+                {
+                    s.owed = None;
+                    return;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// What to call when an append is (taken as) flushed: openraft's `LogFlushed` callback.
+type Flushed = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
 
 type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send>;
 
@@ -73,13 +201,24 @@ type WriteFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error
 struct Job {
     f: WriteFn,
     done: Done,
+    /// How the job moves the end of the log on disk.
+    end: LogEnd,
+}
+
+enum LogEnd {
+    Same,
+    /// Entries up to this index were written.
+    Appended(u64),
+    /// Entries from this index on were deleted.
+    Truncated(u64),
 }
 
 enum Done {
     Reply(tokio::sync::oneshot::Sender<Result<(), String>>),
     Appended {
         last_index: u64,
-        callback: LogFlushed<TypeConfig>,
+        /// `None` when it was reported flushed already (see [`EarlyAcks`]).
+        callback: Option<Flushed>,
     },
 }
 
@@ -90,7 +229,9 @@ fn writer_loop(
     rx: std::sync::mpsc::Receiver<Job>,
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     flushed_index: Arc<AtomicU64>,
-    committed: Arc<Mutex<Option<Vec<u8>>>>,
+    committed: Arc<Mutex<Option<LogId<NodeId>>>>,
+    early: Arc<EarlyAcks>,
+    mut log_end: u64,
 ) {
     let mut next: Option<Job> = None;
     let mut last_committed_write = std::time::Instant::now();
@@ -121,11 +262,21 @@ fn writer_loop(
                 for j in jobs {
                     (j.f)(&txn)?;
                     dones.push(j.done);
+                    log_end = match j.end {
+                        LogEnd::Same => log_end,
+                        LogEnd::Appended(i) => log_end.max(i),
+                        LogEnd::Truncated(i) => log_end.min(i.saturating_sub(1)),
+                    };
                 }
-                // At most once per interval: each write costs this commit pages to fsync.
+                // At most once per interval: each write costs this commit pages to fsync. A
+                // pointer past the log written so far (the leader commits entries before its
+                // own copy is written) waits for a later transaction.
                 if last_committed_write.elapsed() >= COMMITTED_INTERVAL {
-                    let pointer = committed.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    if let Some(bytes) = pointer {
+                    let mut slot = committed.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(c) = slot.take_if(|c| c.index <= log_end) {
+                        drop(slot);
+                        let bytes =
+                            serde_json::to_vec(&Some(c)).map_err(|e| redb::Error::Io(e.into()))?;
                         txn.open_table(STATE)?.insert(COMMITTED, bytes.as_slice())?;
                         last_committed_write = std::time::Instant::now();
                     }
@@ -143,15 +294,22 @@ fn writer_loop(
                 Done::Appended {
                     last_index,
                     callback,
-                } => match &result {
-                    Ok(()) => {
+                } => {
+                    if result.is_ok() {
                         tracing::trace!("write path: append flushed");
                         flushed_index.fetch_max(last_index, Ordering::SeqCst);
                         flushed.send_modify(|n| *n += 1);
-                        callback.log_io_completed(Ok(()));
                     }
-                    Err(e) => callback.log_io_completed(Err(io::Error::other(e.clone()))),
-                },
+                    match callback {
+                        Some(cb) => cb(result.clone().map_err(io::Error::other)),
+                        None => {
+                            if let Err(e) = &result {
+                                tracing::error!("the raft log could not be written: {e}");
+                            }
+                            early.flushed(&result);
+                        }
+                    }
+                }
             }
         }
     }
@@ -170,25 +328,30 @@ impl LogStore {
         let db = Database::create(path)
             .map_err(|e| write_err(format!("opening raft log {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(write_err)?;
-        {
-            txn.open_table(LOGS).map_err(write_err)?;
+        let log_end = {
+            let logs = txn.open_table(LOGS).map_err(write_err)?;
             txn.open_table(STATE).map_err(write_err)?;
-        }
+            logs.last()
+                .map_err(write_err)?
+                .map_or(0, |(k, _)| k.value())
+        };
         txn.commit().map_err(write_err)?;
         let db = Arc::new(db);
         let flushed = Arc::new(tokio::sync::watch::Sender::new(0));
         let flushed_index = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
-        let committed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-        let (weak, f, fi, c) = (
+        let committed: Arc<Mutex<Option<LogId<NodeId>>>> = Arc::default();
+        let early: Arc<EarlyAcks> = Arc::default();
+        let (weak, f, fi, c, e) = (
             Arc::downgrade(&db),
             flushed.clone(),
             flushed_index.clone(),
             committed.clone(),
+            early.clone(),
         );
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(weak, rx, f, fi, c))
+            .spawn(move || writer_loop(weak, rx, f, fi, c, e, log_end))
             .map_err(write_err)?;
         Ok(LogStore {
             db,
@@ -197,7 +360,37 @@ impl LogStore {
             flushed_index,
             writer: tx,
             committed,
+            me: Arc::default(),
+            vote: Arc::default(),
+            early,
         })
+    }
+
+    /// Who this member is: from now on its own appends as leader are acknowledged early.
+    pub fn set_node_id(&self, id: NodeId) {
+        self.me.store(id, Ordering::SeqCst);
+    }
+
+    /// The leader's early-acknowledged appends: the state machine and the network consult it.
+    pub fn early_acks(&self) -> Arc<EarlyAcks> {
+        self.early.clone()
+    }
+
+    /// Whether `entries` are this member's own, appended as the leader of the current term:
+    /// only that leader makes entries with its id and term, and it saved a vote for itself in
+    /// that term first. Membership entries are excluded (see the module documentation).
+    fn own_as_leader(&self, entries: &[Entry]) -> bool {
+        let me = self.me.load(Ordering::SeqCst);
+        let Some(vote) = *self.vote.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return false;
+        };
+        me != 0
+            && vote.leader_id.node_id == me
+            && entries.iter().all(|e| {
+                e.log_id.leader_id.node_id == me
+                    && e.log_id.leader_id.term == vote.leader_id.term
+                    && !matches!(e.payload, EntryPayload::Membership(_))
+            })
     }
 
     /// The number of appends flushed so far (changes after each one).
@@ -224,7 +417,7 @@ impl LogStore {
     /// Write a state entry durably.
     async fn put_state<T: Serialize>(&self, key: &'static str, v: &T) -> Result<(), SE> {
         let bytes = serde_json::to_vec(v).map_err(write_err)?;
-        self.write(move |txn| {
+        self.write(LogEnd::Same, move |txn| {
             txn.open_table(STATE)?.insert(key, bytes.as_slice())?;
             Ok(())
         })
@@ -233,7 +426,7 @@ impl LogStore {
 
     /// Run `f` in a write transaction on the writer thread (after every write before it) and
     /// wait until it is committed.
-    async fn write<F>(&self, f: F) -> Result<(), SE>
+    async fn write<F>(&self, end: LogEnd, f: F) -> Result<(), SE>
     where
         F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
     {
@@ -242,6 +435,7 @@ impl LogStore {
             .send(Job {
                 f: Box::new(f),
                 done: Done::Reply(tx),
+                end,
             })
             .map_err(|_| write_err("the raft log writer stopped"))?;
         rx.await
@@ -274,6 +468,91 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// `append` without openraft's callback type (which only openraft can make), for tests.
+    fn append_entries(&self, entries: Vec<Entry>, callback: Flushed) -> Result<(), SE> {
+        tracing::trace!("write path: append start");
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in &entries {
+            rows.push((e.log_id.index, serde_json::to_vec(e).map_err(write_err)?));
+        }
+        let appended = entries;
+        let Some(last_index) = appended.last().map(|e| e.log_id.index) else {
+            callback(Ok(()));
+            return Ok(());
+        };
+        let early = self.own_as_leader(&appended);
+        // Readers (replication to followers) find the entries in the cache at once.
+        {
+            let mut cache = self.cache();
+            // Appends are contiguous; anything else (after a restart) starts it anew.
+            let follows = cache
+                .keys()
+                .next_back()
+                .zip(appended.first())
+                .is_none_or(|(last, e)| e.log_id.index == last + 1);
+            if !follows {
+                cache.clear();
+            }
+            if early {
+                // Registered before the job is queued: the writer pops it when done.
+                let prev = cache.values().next_back().map(|e| e.log_id);
+                let first = appended.first().map_or(last_index, |e| e.log_id.index);
+                self.early.push(first, prev);
+            }
+            for e in appended {
+                cache.insert(e.log_id.index, e);
+            }
+            // Only entries already on disk may leave the cache.
+            let on_disk = self.flushed_index.load(Ordering::SeqCst);
+            while cache.len() > CACHE_ENTRIES
+                && cache.first_key_value().is_some_and(|(i, _)| *i <= on_disk)
+            {
+                cache.pop_first();
+            }
+        }
+        // Early: the callback is called below, the writer only settles the [`EarlyAcks`].
+        let (queued, callback) = if early {
+            (None, Some(callback))
+        } else {
+            (Some(callback), None)
+        };
+        let job = Job {
+            f: Box::new(move |txn| {
+                let mut t = txn.open_table(LOGS)?;
+                for (i, bytes) in &rows {
+                    t.insert(*i, bytes.as_slice())?;
+                }
+                Ok(())
+            }),
+            done: Done::Appended {
+                last_index,
+                callback: queued,
+            },
+            end: LogEnd::Appended(last_index),
+        };
+        if let Err(std::sync::mpsc::SendError(job)) = self.writer.send(job) {
+            let e = "the raft log writer stopped";
+            if let Done::Appended {
+                callback: Some(cb), ..
+            } = job.done
+            {
+                cb(Err(io::Error::other(e)));
+            }
+            if let Some(cb) = callback {
+                self.early.flushed(&Err(e.to_string()));
+                cb(Err(io::Error::other(e)));
+            }
+            return Err(write_err(e));
+        }
+        if let Some(cb) = callback {
+            tracing::trace!("write path: append acknowledged before the flush");
+            cb(Ok(()));
+        }
+        Ok(())
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -282,12 +561,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(hit) = self.cached(&range) {
             return Ok(hit);
         }
+        // From the disk up to the cache, then from the cache: the leader's newest entries may
+        // not be on disk yet (see [`EarlyAcks`]), and the cache has every entry from its first.
+        let cache_start = self.cache().keys().next().copied();
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(LOGS).map_err(read_err)?;
         let mut out = Vec::new();
-        for item in t.range::<u64>(range).map_err(read_err)? {
-            let (_, v) = item.map_err(read_err)?;
+        for item in t.range::<u64>(range.clone()).map_err(read_err)? {
+            let (k, v) = item.map_err(read_err)?;
+            if cache_start.is_some_and(|c| k.value() >= c) {
+                break;
+            }
             out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        if let Some(c) = cache_start {
+            let start = match range.start_bound() {
+                Bound::Included(s) => *s,
+                Bound::Excluded(s) => s + 1,
+                Bound::Unbounded => 0,
+            };
+            let end = match range.end_bound() {
+                Bound::Included(e) => Some(*e),
+                Bound::Excluded(e) => e.checked_sub(1),
+                Bound::Unbounded => Some(u64::MAX),
+            };
+            let from = start.max(c);
+            if let Some(end) = end.filter(|e| *e >= from) {
+                let cache = self.cache();
+                out.extend(cache.range(from..=end).map(|(_, e)| e.clone()));
+            }
         }
         Ok(out)
     }
@@ -320,7 +622,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SE> {
         self.put_state(VOTE, vote)
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        *self.vote.lock().unwrap_or_else(|e| e.into_inner()) = Some(*vote);
+        Ok(())
     }
 
     /// The vote as saved, but never "committed". openraft 0.9 restores a member whose saved
@@ -330,15 +634,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// An uncommitted vote keeps the same promise (no vote for anyone else in this term) and
     /// makes the member stand for election in a new term, whose no-op commits everything before.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SE> {
-        Ok(self.get_state::<Vote<NodeId>>(VOTE)?.map(|mut v| {
+        let vote = self.get_state::<Vote<NodeId>>(VOTE)?.map(|mut v| {
             v.committed = false;
             v
-        }))
+        });
+        *self.vote.lock().unwrap_or_else(|e| e.into_inner()) = vote;
+        Ok(vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SE> {
-        let bytes = serde_json::to_vec(&committed).map_err(write_err)?;
-        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        if let Some(c) = committed {
+            *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+        }
         Ok(())
     }
 
@@ -353,67 +660,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        tracing::trace!("write path: append start");
-        let mut rows = Vec::new();
-        let mut appended = Vec::new();
-        for e in entries {
-            rows.push((e.log_id.index, serde_json::to_vec(&e).map_err(write_err)?));
-            appended.push(e);
-        }
-        let Some(last_index) = appended.last().map(|e| e.log_id.index) else {
-            callback.log_io_completed(Ok(()));
-            return Ok(());
-        };
-        // Readers (replication to followers) find the entries in the cache at once.
-        {
-            let mut cache = self.cache();
-            // Appends are contiguous; anything else (after a restart) starts it anew.
-            let follows = cache
-                .keys()
-                .next_back()
-                .zip(appended.first())
-                .is_none_or(|(last, e)| e.log_id.index == last + 1);
-            if !follows {
-                cache.clear();
-            }
-            for e in appended {
-                cache.insert(e.log_id.index, e);
-            }
-            // Only entries already on disk may leave the cache.
-            let on_disk = self.flushed_index.load(Ordering::SeqCst);
-            while cache.len() > CACHE_ENTRIES
-                && cache.first_key_value().is_some_and(|(i, _)| *i <= on_disk)
-            {
-                cache.pop_first();
-            }
-        }
-        let job = Job {
-            f: Box::new(move |txn| {
-                let mut t = txn.open_table(LOGS)?;
-                for (i, bytes) in &rows {
-                    t.insert(*i, bytes.as_slice())?;
-                }
-                Ok(())
-            }),
-            done: Done::Appended {
-                last_index,
-                callback,
-            },
-        };
-        if let Err(std::sync::mpsc::SendError(job)) = self.writer.send(job) {
-            if let Done::Appended { callback, .. } = job.done {
-                callback.log_io_completed(Err(io::Error::other("the raft log writer stopped")));
-            }
-            return Err(write_err("the raft log writer stopped"));
-        }
-        Ok(())
+        self.append_entries(
+            entries.into_iter().collect(),
+            Box::new(move |r| callback.log_io_completed(r)),
+        )
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
         self.cache().retain(|i, _| *i < log_id.index);
         self.flushed_index
             .fetch_min(log_id.index.saturating_sub(1), Ordering::SeqCst);
-        self.write(move |txn| {
+        self.write(LogEnd::Truncated(log_id.index), move |txn| {
             txn.open_table(LOGS)?
                 .retain_in::<u64, _>(log_id.index.., |_, _| false)?;
             Ok(())
@@ -424,7 +681,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
         self.cache().retain(|i, _| *i > log_id.index);
         let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
-        self.write(move |txn| {
+        self.write(LogEnd::Same, move |txn| {
             txn.open_table(STATE)?
                 .insert(LAST_PURGED, bytes.as_slice())?;
             txn.open_table(LOGS)?
@@ -432,5 +689,208 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::command::Batch;
+    use crate::raft::Node;
+
+    const ME: NodeId = 1;
+    const OTHER: NodeId = 2;
+    const WAIT: Duration = Duration::from_secs(10);
+    /// How long something that must not happen is given to happen anyway.
+    const NOT_YET: Duration = Duration::from_millis(200);
+
+    fn entry(term: u64, leader: NodeId, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, leader), index),
+            payload: EntryPayload::Normal(Batch::new(Vec::new())),
+        }
+    }
+
+    /// A store for member `ME` that voted for `leader` in term 2.
+    async fn store(dir: &tempfile::TempDir, leader: NodeId) -> LogStore {
+        let mut log = LogStore::open(&dir.path().join("log.redb")).expect("open");
+        log.set_node_id(ME);
+        log.save_vote(&Vote::new_committed(2, leader))
+            .await
+            .expect("vote");
+        log
+    }
+
+    /// Hold the writer thread until the returned sender is dropped or sent to.
+    fn pause_writer(log: &LogStore) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (done, _) = tokio::sync::oneshot::channel();
+        // Queued here and now, so that every later write waits behind it.
+        log.writer
+            .send(Job {
+                f: Box::new(move |_| {
+                    let _ = rx.recv();
+                    Ok(())
+                }),
+                done: Done::Reply(done),
+                end: LogEnd::Same,
+            })
+            .expect("writer running");
+        tx
+    }
+
+    fn append(log: &LogStore, entries: Vec<Entry>) -> tokio::sync::oneshot::Receiver<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        log.append_entries(
+            entries,
+            Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            }),
+        )
+        .expect("append");
+        rx
+    }
+
+    #[tokio::test]
+    async fn the_leaders_own_appends_count_at_once_but_nothing_acts_on_them_before_the_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = store(&dir, ME).await;
+        let early = log.early_acks();
+        // On disk before the pause: entry 1.
+        let first = append(&log, vec![entry(2, ME, 1)]);
+        assert!(
+            tokio::time::timeout(WAIT, first)
+                .await
+                .expect("acked")
+                .expect("ok")
+        );
+        early.wait_flushed(1).await.expect("entry 1 on disk");
+
+        let release = pause_writer(&log);
+        let acked = append(&log, vec![entry(2, ME, 2), entry(2, ME, 3)]);
+        // Acknowledged although the writer has not written it…
+        assert!(
+            tokio::time::timeout(WAIT, acked)
+                .await
+                .expect("acked early")
+                .expect("ok")
+        );
+        // …but it may not be applied yet, and followers are told no commit index past entry 1.
+        assert!(
+            tokio::time::timeout(NOT_YET, early.wait_flushed(2))
+                .await
+                .is_err()
+        );
+        early.wait_flushed(1).await.expect("entry 1 is on disk");
+        let at = |i| Some(LogId::new(CommittedLeaderId::new(2, ME), i));
+        assert_eq!(early.clamp_commit(at(3)), at(1));
+        assert_eq!(early.clamp_commit(at(1)), at(1));
+        // The readers see the entries already (replication sends them meanwhile).
+        let mut reader = log.clone();
+        assert_eq!(
+            reader.try_get_log_entries(2..4).await.expect("read").len(),
+            2
+        );
+
+        release.send(()).expect("release the writer");
+        tokio::time::timeout(WAIT, early.wait_flushed(3))
+            .await
+            .expect("flushed in time")
+            .expect("flushed");
+        // The commit index held back is owed to the followers, then passes unchanged.
+        tokio::time::timeout(WAIT, early.owed_flushed())
+            .await
+            .expect("owed commit released");
+        assert_eq!(early.clamp_commit(at(3)), at(3));
+        // And it is really on disk: a reopened store has it.
+        drop((log, reader));
+        let mut again = LogStore::open(&dir.path().join("log.redb"));
+        for _ in 0..100 {
+            if again.is_ok() {
+                break;
+            }
+            // The writer thread lets go of the file once the last handle is gone.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            again = LogStore::open(&dir.path().join("log.redb"));
+        }
+        let mut again = again.expect("reopen");
+        let state = again.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id, at(3));
+
+        // Leading again after the restart: a read across the disk and the entries not yet
+        // written (applying everything since the start) gets them all, in order.
+        again.set_node_id(ME);
+        again
+            .save_vote(&Vote::new_committed(3, ME))
+            .await
+            .expect("vote");
+        let release = pause_writer(&again);
+        let acked = append(&again, vec![entry(3, ME, 4)]);
+        assert!(
+            tokio::time::timeout(WAIT, acked)
+                .await
+                .expect("acked")
+                .expect("ok")
+        );
+        let got = again.try_get_log_entries(1..=4).await.expect("read");
+        let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4]);
+        assert!(again.try_get_log_entries(1..2).await.expect("read").len() == 1);
+        drop(release);
+    }
+
+    #[tokio::test]
+    async fn followers_appends_and_membership_changes_count_only_once_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A follower of OTHER: entries from OTHER wait for the disk.
+        let log = store(&dir, OTHER).await;
+        let release = pause_writer(&log);
+        let mut acked = append(&log, vec![entry(2, OTHER, 1)]);
+        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
+        release.send(()).expect("release");
+        assert!(
+            tokio::time::timeout(WAIT, acked)
+                .await
+                .expect("acked")
+                .expect("ok")
+        );
+
+        // Leading itself, a membership entry still waits for the disk.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = store(&dir, ME).await;
+        let release = pause_writer(&log);
+        let m = Membership::<NodeId, Node>::new(vec![BTreeSet::from([ME, OTHER])], None);
+        let mut acked = append(
+            &log,
+            vec![Entry {
+                log_id: LogId::new(CommittedLeaderId::new(2, ME), 1),
+                payload: EntryPayload::Membership(m),
+            }],
+        );
+        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
+        release.send(()).expect("release");
+        assert!(
+            tokio::time::timeout(WAIT, acked)
+                .await
+                .expect("acked")
+                .expect("ok")
+        );
+
+        // An entry of its own from an earlier term (handed back by a later leader) waits too.
+        let release = pause_writer(&log);
+        let mut acked = append(&log, vec![entry(1, ME, 2)]);
+        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
+        release.send(()).expect("release");
+        assert!(
+            tokio::time::timeout(WAIT, acked)
+                .await
+                .expect("acked")
+                .expect("ok")
+        );
     }
 }

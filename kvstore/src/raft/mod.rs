@@ -195,9 +195,35 @@ impl RaftNode {
             ..Default::default()
         }
         .validate()?;
-        let network = Network::new()?;
+        // The leader's own appends count before its fsync; see log_store's documentation.
+        log.set_node_id(opts.id);
+        let early = log.early_acks();
+        let mut sm = sm;
+        sm.gate_on(early.clone());
+        let network = Network::new(early.clone())?;
         let flushed = log.flushed();
         let raft = Raft::new(opts.id, Arc::new(config), network.clone(), log, sm).await?;
+        {
+            // Followers hear a commit index held back for the leader's disk once it is there.
+            let raft = raft.clone();
+            let mut metrics = raft.metrics();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = early.owed_flushed() => {}
+                        // Raft stopped: let go of it.
+                        r = metrics.changed() => match r {
+                            Ok(()) => continue,
+                            Err(_) => return,
+                        },
+                    }
+                    tracing::trace!("write path: commit owed to followers");
+                    if raft.trigger().heartbeat().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         if opts.bootstrap && !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, Node> = opts
                 .initial_cluster

@@ -22,6 +22,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::log_store::EarlyAcks;
 use super::{Node, NodeId, TypeConfig};
 use crate::command::Command;
 
@@ -29,6 +30,8 @@ use crate::command::Command;
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    /// The commit index sent to followers never passes the leader's disk.
+    early: Arc<EarlyAcks>,
     /// Set when a leader answered that this member is no longer in the cluster.
     removed: Arc<AtomicBool>,
 }
@@ -37,7 +40,7 @@ pub struct Network {
 const REMOVED: StatusCode = StatusCode::GONE;
 
 impl Network {
-    pub fn new() -> anyhow::Result<Network> {
+    pub fn new(early: Arc<EarlyAcks>) -> anyhow::Result<Network> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_millis(500))
@@ -45,6 +48,7 @@ impl Network {
             .build()?;
         Ok(Network {
             http,
+            early,
             removed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -68,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             base: node.addr.trim_end_matches('/').to_string(),
             http: self.http.clone(),
             removed: self.removed.clone(),
+            early: self.early.clone(),
         }
     }
 }
@@ -77,6 +82,7 @@ pub struct PeerClient {
     base: String,
     http: reqwest::Client,
     removed: Arc<AtomicBool>,
+    early: Arc<EarlyAcks>,
 }
 
 impl PeerClient {
@@ -123,9 +129,10 @@ impl PeerClient {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        rpc.leader_commit = self.early.clamp_commit(rpc.leader_commit);
         tracing::trace!(n = rpc.entries.len(), "write path: rpc append send");
         let r = self.call("/raft/append", &rpc, option.hard_ttl()).await;
         tracing::trace!("write path: rpc append done");
