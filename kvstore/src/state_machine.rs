@@ -185,13 +185,14 @@ fn apply_blocking(
                         cluster_id = Some(id);
                     }
                     membership = Membership::new(Some(e.log_id), m.clone());
+                    a.set_meta(META_MEMBERSHIP, &to_json(&membership)?)?;
                     results.push(BatchResponse::default());
                 }
             }
         }
         let last = entries.last().map(|e| e.log_id);
+        // The membership record changes only with a membership entry (above).
         a.set_meta(META_LAST_APPLIED, &to_json(&last)?)?;
-        a.set_meta(META_MEMBERSHIP, &to_json(&membership)?)?;
         let to = a.revision();
         let (events, lease_changes) = a.finish()?;
         Applied {
