@@ -844,53 +844,34 @@ mod tests {
         drop(release);
     }
 
-    #[tokio::test]
-    async fn followers_appends_and_membership_changes_count_only_once_on_disk() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // A follower of OTHER: entries from OTHER wait for the disk.
-        let log = store(&dir, OTHER).await;
-        let release = pause_writer(&log);
-        let mut acked = append(&log, vec![entry(2, OTHER, 1)]);
+    /// Appending `entries` to `log` is acknowledged only once the writer has written them.
+    async fn acknowledged_after_the_disk(log: &LogStore, entries: Vec<Entry>) {
+        let release = pause_writer(log);
+        let mut acked = append(log, entries);
         assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
         release.send(()).expect("release");
-        assert!(
-            tokio::time::timeout(WAIT, acked)
-                .await
-                .expect("acked")
-                .expect("ok")
-        );
+        let ok = tokio::time::timeout(WAIT, acked).await.expect("acked");
+        assert!(ok.expect("ok"));
+    }
+
+    #[tokio::test]
+    async fn followers_appends_and_membership_changes_count_only_once_on_disk() {
+        // A follower of OTHER: entries from OTHER wait for the disk.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = store(&dir, OTHER).await;
+        acknowledged_after_the_disk(&log, vec![entry(2, OTHER, 1)]).await;
 
         // Leading itself, a membership entry still waits for the disk.
         let dir = tempfile::tempdir().expect("tempdir");
         let log = store(&dir, ME).await;
-        let release = pause_writer(&log);
         let m = Membership::<NodeId, Node>::new(vec![BTreeSet::from([ME, OTHER])], None);
-        let mut acked = append(
-            &log,
-            vec![Entry {
-                log_id: LogId::new(CommittedLeaderId::new(2, ME), 1),
-                payload: EntryPayload::Membership(m),
-            }],
-        );
-        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
-        release.send(()).expect("release");
-        assert!(
-            tokio::time::timeout(WAIT, acked)
-                .await
-                .expect("acked")
-                .expect("ok")
-        );
+        let membership = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, ME), 1),
+            payload: EntryPayload::Membership(m),
+        };
+        acknowledged_after_the_disk(&log, vec![membership]).await;
 
         // An entry of its own from an earlier term (handed back by a later leader) waits too.
-        let release = pause_writer(&log);
-        let mut acked = append(&log, vec![entry(1, ME, 2)]);
-        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
-        release.send(()).expect("release");
-        assert!(
-            tokio::time::timeout(WAIT, acked)
-                .await
-                .expect("acked")
-                .expect("ok")
-        );
+        acknowledged_after_the_disk(&log, vec![entry(1, ME, 2)]).await;
     }
 }
