@@ -103,8 +103,8 @@ struct EarlyState {
     pending: VecDeque<(u64, Option<LogId<NodeId>>)>,
     /// A write of the log failed: what is pending will never be on disk.
     failed: Option<String>,
-    /// The highest commit index [`EarlyAcks::clamp_commit`] held back from followers.
-    owed: Option<u64>,
+    /// Per follower, the highest commit index [`EarlyAcks::clamp_commit`] held back from it.
+    owed: BTreeMap<NodeId, u64>,
 }
 
 impl EarlyAcks {
@@ -152,19 +152,24 @@ impl EarlyAcks {
         }
     }
 
-    /// The commit index a follower may be told: never past what is on this member's disk.
-    pub fn clamp_commit(&self, commit: Option<LogId<NodeId>>) -> Option<LogId<NodeId>> {
+    /// The commit index follower `target` may be told: never past what is on this member's disk.
+    pub fn clamp_commit(
+        &self,
+        target: NodeId,
+        commit: Option<LogId<NodeId>>,
+    ) -> Option<LogId<NodeId>> {
         let mut s = self.lock();
         let c = commit?;
         match s.pending.front() {
             Some((first, prev)) if c.index >= *first => {
                 let prev = *prev;
-                s.owed = s.owed.max(Some(c.index));
+                let owed = s.owed.entry(target).or_default();
+                *owed = (*owed).max(c.index);
                 prev
             }
             _ => {
-                if s.owed.is_some_and(|o| o <= c.index) {
-                    s.owed = None;
+                if s.owed.get(&target).is_some_and(|o| *o <= c.index) {
+                    s.owed.remove(&target);
                 }
                 commit
             }
@@ -178,10 +183,11 @@ impl EarlyAcks {
         loop {
             {
                 let mut s = self.lock();
-                if let Some(o) = s.owed
-                    && Self::covers(&s, o)
-                {
-                    s.owed = None;
+                let before = s.owed.len();
+                let pending = s.pending.front().map(|(first, _)| *first);
+                s.owed
+                    .retain(|_, o| pending.is_some_and(|first| first <= *o));
+                if s.owed.len() < before {
                     return;
                 }
             }
@@ -705,6 +711,7 @@ mod tests {
 
     const ME: NodeId = 1;
     const OTHER: NodeId = 2;
+    const THIRD: NodeId = 3;
     const WAIT: Duration = Duration::from_secs(10);
     /// How long something that must not happen is given to happen anyway.
     const NOT_YET: Duration = Duration::from_millis(200);
@@ -788,8 +795,8 @@ mod tests {
         );
         early.wait_flushed(1).await.expect("entry 1 is on disk");
         let at = |i| Some(LogId::new(CommittedLeaderId::new(2, ME), i));
-        assert_eq!(early.clamp_commit(at(3)), at(1));
-        assert_eq!(early.clamp_commit(at(1)), at(1));
+        assert_eq!(early.clamp_commit(OTHER, at(3)), at(1));
+        assert_eq!(early.clamp_commit(OTHER, at(1)), at(1));
         // The readers see the entries already (replication sends them meanwhile).
         let mut reader = log.clone();
         assert_eq!(
@@ -802,11 +809,14 @@ mod tests {
             .await
             .expect("flushed in time")
             .expect("flushed");
-        // The commit index held back is owed to the followers, then passes unchanged.
+        // Another follower told the full commit index meanwhile does not settle OTHER's debt:
+        // the commit index held back from OTHER is owed to it (a heartbeat goes out)…
+        assert_eq!(early.clamp_commit(THIRD, at(3)), at(3));
         tokio::time::timeout(WAIT, early.owed_flushed())
             .await
             .expect("owed commit released");
-        assert_eq!(early.clamp_commit(at(3)), at(3));
+        // …and from then on passes unchanged.
+        assert_eq!(early.clamp_commit(OTHER, at(3)), at(3));
         // And it is really on disk: a reopened store has it.
         drop((log, reader));
         let mut again = LogStore::open(&dir.path().join("log.redb"));

@@ -132,7 +132,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        rpc.leader_commit = self.early.clamp_commit(rpc.leader_commit);
+        rpc.leader_commit = self.early.clamp_commit(self.target, rpc.leader_commit);
         tracing::trace!(n = rpc.entries.len(), "write path: rpc append send");
         let r = self.call("/raft/append", &rpc, option.hard_ttl()).await;
         tracing::trace!("write path: rpc append done");
