@@ -449,45 +449,20 @@ impl LogStore {
             .map_err(write_err)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The entries of `range` if the cache holds all of them.
-    fn cached<RB: RangeBounds<u64>>(&self, range: &RB) -> Option<Vec<Entry>> {
-        let cache = self.cache();
-        let first = *cache.keys().next()?;
-        let start = match range.start_bound() {
-            Bound::Included(s) => *s,
-            Bound::Excluded(s) => s + 1,
-            Bound::Unbounded => return None,
-        };
-        if start < first {
-            return None;
-        }
-        let out: Vec<Entry> = cache
-            .range((range.start_bound().cloned(), range.end_bound().cloned()))
-            .map(|(_, e)| e.clone())
-            .collect();
-        // Contiguous from `start`: the cache holds every entry from its first on.
-        Some(out)
-    }
-}
-
-impl LogStore {
-    /// `append` without openraft's callback type (which only openraft can make), for tests.
+    /// `append`'s work, with any callback: only openraft can make its `LogFlushed`, and the
+    /// tests below need to append too.
     fn append_entries(&self, entries: Vec<Entry>, callback: Flushed) -> Result<(), SE> {
         tracing::trace!("write path: append start");
         let mut rows = Vec::with_capacity(entries.len());
         for e in &entries {
             rows.push((e.log_id.index, serde_json::to_vec(e).map_err(write_err)?));
         }
-        let appended = entries;
-        let Some(last_index) = appended.last().map(|e| e.log_id.index) else {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             callback(Ok(()));
             return Ok(());
         };
-        let early = self.own_as_leader(&appended);
+        let (first_index, last_index) = (first.log_id.index, last.log_id.index);
+        let early = self.own_as_leader(&entries);
         // Readers (replication to followers) find the entries in the cache at once.
         {
             let mut cache = self.cache();
@@ -495,18 +470,16 @@ impl LogStore {
             let follows = cache
                 .keys()
                 .next_back()
-                .zip(appended.first())
-                .is_none_or(|(last, e)| e.log_id.index == last + 1);
+                .is_none_or(|last| first_index == last + 1);
             if !follows {
                 cache.clear();
             }
             if early {
                 // Registered before the job is queued: the writer pops it when done.
                 let prev = cache.values().next_back().map(|e| e.log_id);
-                let first = appended.first().map_or(last_index, |e| e.log_id.index);
-                self.early.push(first, prev);
+                self.early.push(first_index, prev);
             }
-            for e in appended {
+            for e in entries {
                 cache.insert(e.log_id.index, e);
             }
             // Only entries already on disk may leave the cache.
@@ -556,6 +529,30 @@ impl LogStore {
             cb(Ok(()));
         }
         Ok(())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entries of `range` if the cache holds all of them.
+    fn cached<RB: RangeBounds<u64>>(&self, range: &RB) -> Option<Vec<Entry>> {
+        let cache = self.cache();
+        let first = *cache.keys().next()?;
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s + 1,
+            Bound::Unbounded => return None,
+        };
+        if start < first {
+            return None;
+        }
+        let out: Vec<Entry> = cache
+            .range((range.start_bound().cloned(), range.end_bound().cloned()))
+            .map(|(_, e)| e.clone())
+            .collect();
+        // Contiguous from `start`: the cache holds every entry from its first on.
+        Some(out)
     }
 }
 
@@ -751,6 +748,14 @@ mod tests {
         tx
     }
 
+    /// Wait for an append's acknowledgement, which must say it succeeded.
+    async fn acked(rx: tokio::sync::oneshot::Receiver<bool>) {
+        let ok = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("acknowledged in time");
+        assert!(ok.expect("acknowledged"), "the append failed");
+    }
+
     fn append(log: &LogStore, entries: Vec<Entry>) -> tokio::sync::oneshot::Receiver<bool> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         log.append_entries(
@@ -769,24 +774,12 @@ mod tests {
         let log = store(&dir, ME).await;
         let early = log.early_acks();
         // On disk before the pause: entry 1.
-        let first = append(&log, vec![entry(2, ME, 1)]);
-        assert!(
-            tokio::time::timeout(WAIT, first)
-                .await
-                .expect("acked")
-                .expect("ok")
-        );
+        acked(append(&log, vec![entry(2, ME, 1)])).await;
         early.wait_flushed(1).await.expect("entry 1 on disk");
 
         let release = pause_writer(&log);
-        let acked = append(&log, vec![entry(2, ME, 2), entry(2, ME, 3)]);
         // Acknowledged although the writer has not written it…
-        assert!(
-            tokio::time::timeout(WAIT, acked)
-                .await
-                .expect("acked early")
-                .expect("ok")
-        );
+        acked(append(&log, vec![entry(2, ME, 2), entry(2, ME, 3)])).await;
         // …but it may not be applied yet, and followers are told no commit index past entry 1.
         assert!(
             tokio::time::timeout(NOT_YET, early.wait_flushed(2))
@@ -840,13 +833,7 @@ mod tests {
             .await
             .expect("vote");
         let release = pause_writer(&again);
-        let acked = append(&again, vec![entry(3, ME, 4)]);
-        assert!(
-            tokio::time::timeout(WAIT, acked)
-                .await
-                .expect("acked")
-                .expect("ok")
-        );
+        acked(append(&again, vec![entry(3, ME, 4)])).await;
         let got = again.try_get_log_entries(1..=4).await.expect("read");
         let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
         assert_eq!(indexes, vec![1, 2, 3, 4]);
@@ -857,11 +844,10 @@ mod tests {
     /// Appending `entries` to `log` is acknowledged only once the writer has written them.
     async fn acknowledged_after_the_disk(log: &LogStore, entries: Vec<Entry>) {
         let release = pause_writer(log);
-        let mut acked = append(log, entries);
-        assert!(tokio::time::timeout(NOT_YET, &mut acked).await.is_err());
+        let mut rx = append(log, entries);
+        assert!(tokio::time::timeout(NOT_YET, &mut rx).await.is_err());
         release.send(()).expect("release");
-        let ok = tokio::time::timeout(WAIT, acked).await.expect("acked");
-        assert!(ok.expect("ok"));
+        acked(rx).await;
     }
 
     #[tokio::test]
