@@ -264,6 +264,7 @@ fn writer_loop(
         let result = match db.upgrade() {
             None => Err("the raft log is closed".to_string()),
             Some(db) => (|| -> Result<(), redb::Error> {
+                tracing::trace!("write path: writer begin");
                 let txn = db.begin_write()?;
                 for j in jobs {
                     (j.f)(&txn)?;
@@ -287,7 +288,9 @@ fn writer_loop(
                         last_committed_write = std::time::Instant::now();
                     }
                 }
+                tracing::trace!("write path: writer commit");
                 txn.commit()?;
+                tracing::trace!("write path: writer committed");
                 Ok(())
             })()
             .map_err(|e| e.to_string()),

@@ -6,6 +6,7 @@ mod coalesce;
 mod forward;
 pub mod log_store;
 pub mod network;
+mod pacing;
 mod proposer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,6 +169,8 @@ pub struct RaftNode {
     leader_reads: Coalescer,
     /// ReadIndex rounds from a follower to the leader.
     follower_reads: Coalescer,
+    /// How often followers hear of new commits.
+    pacer: Arc<pacing::CommitPacer>,
 }
 
 impl RaftNode {
@@ -200,17 +203,21 @@ impl RaftNode {
         let early = log.early_acks();
         let mut sm = sm;
         sm.gate_on(early.clone());
-        let network = Network::new(early.clone())?;
+        let pacer = Arc::new(pacing::CommitPacer::default());
+        let network = Network::new(early.clone(), pacer.clone())?;
         let flushed = log.flushed();
         let raft = Raft::new(opts.id, Arc::new(config), network.clone(), log, sm).await?;
         {
-            // Followers hear a commit index held back for the leader's disk once it is there.
+            // Followers hear a commit index held back for the leader's disk once it is there,
+            // and one held back by the pacer once it falls due.
             let raft = raft.clone();
+            let pacer = pacer.clone();
             let mut metrics = raft.metrics();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = early.owed_flushed() => {}
+                        _ = pacer.due() => {}
                         // Raft stopped: let go of it.
                         r = metrics.changed() => match r {
                             Ok(()) => continue,
@@ -291,6 +298,7 @@ impl RaftNode {
             network,
             leader_reads,
             follower_reads,
+            pacer,
         }))
     }
 
@@ -370,6 +378,20 @@ impl RaftNode {
     /// quorum after the call (coalesced with concurrent callers).
     pub async fn leader_read_index(&self) -> Result<u64, ProposeError> {
         self.leader_reads.wait(PROPOSE_TIMEOUT).await
+    }
+
+    /// The read index for a follower's read: the follower must also hear that it is
+    /// committed, without waiting for the pacer (see `pacing`).
+    pub async fn follower_read_index(&self) -> Result<u64, ProposeError> {
+        let index = self.leader_reads.wait(PROPOSE_TIMEOUT).await?;
+        if self.pacer.hurry(index) {
+            self.raft
+                .trigger()
+                .heartbeat()
+                .await
+                .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+        }
+        Ok(index)
     }
 
     /// Wait until a read on this member's state machine is linearizable (ReadIndex): the

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::log_store::EarlyAcks;
+use super::pacing::CommitPacer;
 use super::{Node, NodeId, TypeConfig};
 use crate::command::Command;
 
@@ -32,6 +33,8 @@ pub struct Network {
     http: reqwest::Client,
     /// The commit index sent to followers never passes the leader's disk.
     early: Arc<EarlyAcks>,
+    /// ... and moves on at most every few milliseconds.
+    pacer: Arc<CommitPacer>,
     /// Set when a leader answered that this member is no longer in the cluster.
     removed: Arc<AtomicBool>,
 }
@@ -40,7 +43,7 @@ pub struct Network {
 const REMOVED: StatusCode = StatusCode::GONE;
 
 impl Network {
-    pub fn new(early: Arc<EarlyAcks>) -> anyhow::Result<Network> {
+    pub fn new(early: Arc<EarlyAcks>, pacer: Arc<CommitPacer>) -> anyhow::Result<Network> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_millis(500))
@@ -49,6 +52,7 @@ impl Network {
         Ok(Network {
             http,
             early,
+            pacer,
             removed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -73,6 +77,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             http: self.http.clone(),
             removed: self.removed.clone(),
             early: self.early.clone(),
+            pacer: self.pacer.clone(),
+            replicates: false,
+            matched: None,
         }
     }
 }
@@ -83,6 +90,12 @@ pub struct PeerClient {
     http: reqwest::Client,
     removed: Arc<AtomicBool>,
     early: Arc<EarlyAcks>,
+    pacer: Arc<CommitPacer>,
+    /// This client sent entries: it is a replication stream's (openraft makes a new client for
+    /// each leadership check, which sends one AppendEntries without entries).
+    replicates: bool,
+    /// The last log id the target said it holds, as of this client's last append.
+    matched: Option<openraft::LogId<NodeId>>,
 }
 
 impl PeerClient {
@@ -132,10 +145,32 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        rpc.leader_commit = self.early.clamp_commit(self.target, rpc.leader_commit);
+        let commit = self.early.clamp_commit(self.target, rpc.leader_commit);
+        rpc.leader_commit = self.pacer.pace(self.target, commit);
+        // A replication stream's heartbeat that would tell the follower nothing new (see
+        // `pacing`); leadership checks always go out.
+        if rpc.entries.is_empty()
+            && self.replicates
+            && rpc.prev_log_id == self.matched
+            && self.pacer.nothing_new(self.target, rpc.leader_commit)
+        {
+            return Ok(AppendEntriesResponse::Success);
+        }
         tracing::trace!(n = rpc.entries.len(), "write path: rpc append send");
+        let sent_at = tokio::time::Instant::now();
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let r = self.call("/raft/append", &rpc, option.hard_ttl()).await;
         tracing::trace!("write path: rpc append done");
+        let matched = match &r {
+            Ok(AppendEntriesResponse::Success) => Some(last),
+            Ok(AppendEntriesResponse::PartialSuccess(m)) => Some(*m),
+            _ => None,
+        };
+        if let Some(m) = matched {
+            self.replicates |= !rpc.entries.is_empty();
+            self.matched = m;
+            self.pacer.answered(self.target, rpc.leader_commit, sent_at);
+        }
         r
     }
 
@@ -236,7 +271,7 @@ async fn propose(State(node): NodeState, body: Bytes) -> Response {
 /// The leader's read index for a follower: leadership confirmed by a quorum after this call
 /// arrived; the follower reads once it has applied up to it.
 async fn read_index(State(node): NodeState) -> Response {
-    json(&node.leader_read_index().await)
+    json(&node.follower_read_index().await)
 }
 
 /// POST `body` to a peer's `path` and decode its answer. A connection that could not be made
