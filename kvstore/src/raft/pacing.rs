@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::NodeId;
 
 /// Longest time a commit index is held back from a follower.
-pub const PACE: Duration = Duration::from_millis(5);
+pub const PACE: Duration = Duration::from_millis(20);
 /// An AppendEntries with nothing new is skipped only if the follower answered this recently
 /// (well within the election timeout, so its leader stays known).
 pub const FRESH: Duration = Duration::from_millis(50);
