@@ -47,6 +47,9 @@ pub async fn member_list(
     State(s): S,
     Body(Empty {}): Body<Empty>,
 ) -> Result<Json<MemberListResponse>, ApiError> {
+    // Linearizable, like etcd 3.5's default: a follower hears of commits late (`raft/pacing`),
+    // and a member added a moment ago through another member is listed with its name.
+    super::kv::linearize(&s).await?;
     Ok(Json(MemberListResponse {
         header: s.header(s.hub.current()),
         members: members(&s)?,

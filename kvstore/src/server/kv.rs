@@ -17,15 +17,7 @@ use crate::raft::ProposeError;
 pub async fn range(State(s): S, Body(req): Body<RangeRequest>) -> Result<Response, ApiError> {
     let kr = validate::range(&req)?;
     if !req.serializable {
-        match s.node.linearize().await {
-            Ok(()) => {}
-            Err(ProposeError::NotLeader { .. }) => {
-                return Err(ApiError(KvError::unavailable("no leader")));
-            }
-            Err(ProposeError::Unavailable(m) | ProposeError::Unknown(m)) => {
-                return Err(ApiError(KvError::unavailable(m)));
-            }
-        }
+        linearize(&s).await?;
     }
     // One key is a few B-tree lookups; scans go to a blocking thread.
     let mut resp: RangeResponse = if kr.end == End::One {
@@ -38,6 +30,17 @@ pub async fn range(State(s): S, Body(req): Body<RangeRequest>) -> Result<Respons
     };
     resp.header = s.header(resp.header.revision);
     Ok(Json(resp).into_response())
+}
+
+/// Wait until a read on this member sees every write committed before the call (ReadIndex).
+pub(super) async fn linearize(s: &super::AppState) -> Result<(), ApiError> {
+    match s.node.linearize().await {
+        Ok(()) => Ok(()),
+        Err(ProposeError::NotLeader { .. }) => Err(ApiError(KvError::unavailable("no leader"))),
+        Err(ProposeError::Unavailable(m) | ProposeError::Unknown(m)) => {
+            Err(ApiError(KvError::unavailable(m)))
+        }
+    }
 }
 
 pub async fn put(State(s): S, Body(req): Body<PutRequest>) -> Result<Json<PutResponse>, ApiError> {
