@@ -26,6 +26,9 @@ pub const PACE: Duration = Duration::from_millis(20);
 /// An AppendEntries with nothing new is skipped only if the follower answered this recently
 /// (well within the election timeout, so its leader stays known).
 pub const FRESH: Duration = Duration::from_millis(50);
+/// A follower that has not answered for this long (removed, down or cut off) is not waited for
+/// by [`CommitPacer::hurry`].
+const GONE: Duration = Duration::from_secs(1);
 
 type Commit = Option<LogId<NodeId>>;
 
@@ -106,7 +109,8 @@ impl CommitPacer {
     pub fn hurry(&self, index_: u64) -> bool {
         let mut behind = false;
         for p in self.lock().values_mut() {
-            if index(&p.told) < index_ {
+            let alive = p.answered.is_some_and(|t| t.elapsed() < GONE);
+            if alive && index(&p.told) < index_ {
                 p.hurry = p.hurry.max(index_);
                 behind = true;
             }
@@ -187,8 +191,11 @@ mod tests {
         p.answered(2, c(3), Instant::now());
         assert!(!p.hurry(3), "nobody is behind any more");
         assert_eq!(p.pace(2, c(4)), c(3), "and pacing resumes");
-        // A follower that has not answered for a while is sent even an empty heartbeat.
+        // A follower that has not answered for a while is sent even an empty heartbeat…
         tokio::time::advance(FRESH).await;
         assert!(!p.nothing_new(2, c(3)));
+        // … and one gone for good (say, removed) is not waited for by reads.
+        tokio::time::advance(GONE).await;
+        assert!(!p.hurry(4), "a silent follower does not hold reads up");
     }
 }
