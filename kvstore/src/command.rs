@@ -2,7 +2,7 @@
 
 use client::kv::proto::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
 use client::kv::proto::{TxnRequest, TxnResponse};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,11 +61,51 @@ impl Command {
 /// one log entry (and so one fsync); each still gets its own revision. Shared, so the log
 /// cache, replication and apply pass entries around without copying values.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Batch(pub Arc<Vec<Command>>);
+pub struct Batch(pub Arc<Vec<Command>>, pub Answer);
 
 impl Batch {
     pub fn new(cmds: Vec<Command>) -> Batch {
-        Batch(Arc::new(cmds))
+        Batch(Arc::new(cmds), Answer::default())
+    }
+}
+
+/// Who waits for each command's result, on the member that proposed the batch: its state
+/// machine answers them as soon as it has the results, before its transaction commits (see
+/// `state_machine`). Never serialized, so empty on other members and for entries read back
+/// from disk; those are answered through openraft as usual.
+#[derive(Clone, Default)]
+pub struct Answer(Option<Arc<Mutex<Option<Vec<Responder>>>>>);
+
+/// Where one command's result goes.
+pub type Responder = tokio::sync::oneshot::Sender<Result<CmdResult, crate::raft::ProposeError>>;
+
+impl Answer {
+    pub fn new(responders: Vec<Responder>) -> Answer {
+        Answer(Some(Arc::new(Mutex::new(Some(responders)))))
+    }
+
+    /// Whether this is the proposing member's copy.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The responders, unless someone took them already.
+    pub fn take(&self) -> Option<Vec<Responder>> {
+        let slot = self.0.as_ref()?;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answer")
+    }
+}
+
+/// Answers are not part of what a batch is.
+impl PartialEq for Answer {
+    fn eq(&self, _: &Answer) -> bool {
+        true
     }
 }
 

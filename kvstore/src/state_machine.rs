@@ -24,7 +24,7 @@ use redb::Durability;
 use serde::Serialize;
 
 use crate::Identity;
-use crate::command::BatchResponse;
+use crate::command::{Answer, BatchResponse};
 use crate::error::KvError;
 use crate::lease::Leases;
 use crate::mvcc::{Applier, Store};
@@ -143,6 +143,8 @@ impl StateMachine {
 /// The outcome of one apply transaction.
 struct Applied {
     results: Vec<BatchResponse>,
+    /// Results whose waiters are answered directly: (position in `results`, the waiters).
+    early: Vec<(usize, Answer, Vec<crate::command::CmdResult>)>,
     from: i64,
     to: i64,
     events: Vec<crate::mvcc::RevisionEvents>,
@@ -152,12 +154,32 @@ struct Applied {
     cluster_id: Option<u64>,
 }
 
+impl Applied {
+    /// Answer the waiters of this member's own batches now; returns whether any was.
+    fn answer_early(&mut self) -> bool {
+        let mut answered = false;
+        for (pos, answer, rs) in self.early.drain(..) {
+            match answer.take() {
+                Some(txs) => {
+                    for (tx, r) in txs.into_iter().zip(rs) {
+                        let _ = tx.send(Ok(r));
+                    }
+                    answered = true;
+                }
+                None => self.results[pos] = BatchResponse(rs),
+            }
+        }
+        answered
+    }
+}
+
+/// Apply `entries` in one write transaction, returned uncommitted.
 fn apply_blocking(
     store: &Store,
     entries: &[Entry],
     mut membership: Membership,
     collect: bool,
-) -> Result<Applied, KvError> {
+) -> Result<(redb::WriteTransaction, Applied), KvError> {
     let mut txn = store.db().begin_write()?;
     txn.set_durability(Durability::None)
         .map_err(|e| KvError::internal(e.to_string()))?;
@@ -166,6 +188,7 @@ fn apply_blocking(
         let mut a = Applier::new(&txn, collect)?;
         let from = a.revision() + 1;
         let mut results = Vec::with_capacity(entries.len());
+        let mut early = Vec::new();
         for e in entries {
             match &e.payload {
                 EntryPayload::Blank => results.push(BatchResponse::default()),
@@ -174,7 +197,12 @@ fn apply_blocking(
                     for (i, cmd) in batch.0.iter().enumerate() {
                         rs.push(a.apply(cmd, (e.log_id.index << 16) | i as u64)?);
                     }
-                    results.push(BatchResponse(rs));
+                    if batch.1.is_set() {
+                        early.push((results.len(), batch.1.clone(), rs));
+                        results.push(BatchResponse::default());
+                    } else {
+                        results.push(BatchResponse(rs));
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     if a.meta(META_CLUSTER_ID)?.is_none() {
@@ -197,6 +225,7 @@ fn apply_blocking(
         let (events, lease_changes) = a.finish()?;
         Applied {
             results,
+            early,
             from,
             to,
             events,
@@ -206,9 +235,7 @@ fn apply_blocking(
             cluster_id,
         }
     };
-    txn.commit()?;
-    store.mark_dirty();
-    Ok(applied)
+    Ok((txn, applied))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, KvError> {
@@ -241,17 +268,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let collect = self.hub.has_watchers();
         let membership = self.membership.clone();
         // Without fsync this is quick: run it here rather than hop to a blocking thread.
-        let a = crate::raft::log_store::blocking(|| {
+        let (txn, mut a) = crate::raft::log_store::blocking(|| {
             apply_blocking(&self.store, &entries, membership, collect)
         })
         .map_err(sm_err)?;
+        // A lease granted here is known to keepalives before its grant is answered.
+        self.leases.apply(&a.lease_changes);
+        // The entries are committed in Raft and their results are final: the waiters need not
+        // wait for this transaction's commit. What follows an answer does: a linearizable read
+        // waits until openraft reports these entries applied, which is after the commit below,
+        // and every client request first waits for `made_visible` (`Store::wait_visible`). On
+        // this current-thread runtime the answers only go out while this task yields.
+        let ticket = (!a.early.is_empty()).then(|| self.store.answering());
+        if a.answer_early() {
+            tracing::trace!("write path: answered before the commit");
+            tokio::task::yield_now().await;
+        }
+        crate::raft::log_store::blocking(|| txn.commit()).map_err(|e| sm_err(KvError::from(e)))?;
+        self.store.mark_dirty();
         self.last_applied = a.last;
         self.membership = a.membership;
         if let (Some(id), Some(ident)) = (a.cluster_id, &self.ident) {
             ident.set_cluster_id(id);
         }
-        self.leases.apply(&a.lease_changes);
         self.hub.publish(a.from, a.to, collect.then_some(a.events));
+        if let Some(t) = ticket {
+            self.store.made_visible(t);
+        }
         tracing::trace!("write path: apply done");
         Ok(a.results)
     }

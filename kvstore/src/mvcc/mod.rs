@@ -55,6 +55,10 @@ pub struct Store {
     path: PathBuf,
     /// Some commit since the last [`Store::sync`] was not durable.
     dirty: AtomicBool,
+    /// Apply transactions whose clients were answered before they committed ([`Store::answering`]).
+    answered: std::sync::atomic::AtomicU64,
+    /// ... and of those, how many are committed and published.
+    visible: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -78,6 +82,8 @@ impl Store {
             db,
             path: path.to_path_buf(),
             dirty: AtomicBool::new(false),
+            answered: Default::default(),
+            visible: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -108,6 +114,33 @@ impl Store {
     /// Whether a [`Store::sync`] would persist anything.
     pub fn is_dirty(&self) -> bool {
         self.dirty.load(Ordering::Acquire)
+    }
+
+    /// The state machine is about to answer clients before its transaction commits; returns a
+    /// ticket for [`Store::made_visible`]. Until then [`Store::wait_visible`] holds requests back.
+    pub fn answering(&self) -> u64 {
+        self.answered.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// What `ticket`'s transaction wrote is committed and published.
+    pub fn made_visible(&self, ticket: u64) {
+        self.visible.send_if_modified(|v| {
+            let moved = *v < ticket;
+            *v = (*v).max(ticket);
+            moved
+        });
+    }
+
+    /// Wait until every answer given so far is visible in this member's state (and watch
+    /// hub), so that a request that follows an answer sees it, whatever it reads; at most
+    /// `limit` (a failed commit stops Raft anyway).
+    pub async fn wait_visible(&self, limit: std::time::Duration) {
+        let want = self.answered.load(Ordering::Acquire);
+        if *self.visible.borrow() >= want {
+            return;
+        }
+        let mut rx = self.visible.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|v| *v >= want)).await;
     }
 
     /// Bytes on disk.

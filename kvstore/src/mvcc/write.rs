@@ -9,7 +9,7 @@ use client::kv::proto::{
     Event, EventType, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
     ResponseOp, TxnRequest, TxnResponse,
 };
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::codec::{self, RecordRef, rev_pointer};
 use super::range::KeyRange;
@@ -33,17 +33,46 @@ pub enum LeaseChange {
     Revoked { id: i64 },
 }
 
+/// A table opened on first use: most commands touch only the key tables, and every table
+/// opened costs each transaction a lookup and a commit step.
+struct Lazy<'t, K: redb::Key + 'static, V: redb::Value + 'static> {
+    txn: &'t WriteTransaction,
+    def: TableDefinition<'static, K, V>,
+    table: Option<Table<'t, K, V>>,
+}
+
+impl<'t, K: redb::Key + 'static, V: redb::Value + 'static> Lazy<'t, K, V> {
+    fn new(txn: &'t WriteTransaction, def: TableDefinition<'static, K, V>) -> Self {
+        Lazy {
+            txn,
+            def,
+            table: None,
+        }
+    }
+
+    fn open(&mut self) -> Result<&mut Table<'t, K, V>, KvError> {
+        if self.table.is_none() {
+            self.table = Some(self.txn.open_table(self.def)?);
+        }
+        self.table
+            .as_mut()
+            .ok_or_else(|| KvError::internal("table not open"))
+    }
+}
+
 /// Applies commands to the tables of one write transaction.
 pub struct Applier<'t> {
     kv: Table<'t, &'static str, &'static [u8]>,
     revs: Table<'t, (&'static str, u64), u64>,
     hist: Table<'t, (u64, u32), &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
-    leases: Table<'t, i64, i64>,
-    lease_keys: Table<'t, (i64, &'static str), ()>,
-    members: Table<'t, u64, &'static [u8]>,
+    leases: Lazy<'t, i64, i64>,
+    lease_keys: Lazy<'t, (i64, &'static str), ()>,
+    members: Lazy<'t, u64, &'static [u8]>,
     revision: i64,
     compact_revision: i64,
+    /// The compact revision when the transaction began (it is saved only if it changed).
+    compacted_before: i64,
     collect_events: bool,
     /// Events of the revisions written so far (only when collecting).
     pub events: Vec<RevisionEvents>,
@@ -67,11 +96,12 @@ impl<'t> Applier<'t> {
             revs: txn.open_table(REVS)?,
             hist: txn.open_table(HISTORY)?,
             meta,
-            leases: txn.open_table(LEASES)?,
-            lease_keys: txn.open_table(LEASE_KEYS)?,
-            members: txn.open_table(MEMBERS)?,
+            leases: Lazy::new(txn, LEASES),
+            lease_keys: Lazy::new(txn, LEASE_KEYS),
+            members: Lazy::new(txn, MEMBERS),
             revision,
             compact_revision,
+            compacted_before: compact_revision,
             collect_events,
             events: Vec::new(),
             lease_changes: Vec::new(),
@@ -101,10 +131,12 @@ impl<'t> Applier<'t> {
     pub fn finish(mut self) -> Result<(Vec<RevisionEvents>, Vec<LeaseChange>), KvError> {
         self.meta
             .insert(META_REVISION, codec::encode_i64(self.revision).as_slice())?;
-        self.meta.insert(
-            META_COMPACT,
-            codec::encode_i64(self.compact_revision).as_slice(),
-        )?;
+        if self.compact_revision != self.compacted_before {
+            self.meta.insert(
+                META_COMPACT,
+                codec::encode_i64(self.compact_revision).as_slice(),
+            )?;
+        }
         Ok((self.events, self.lease_changes))
     }
 
@@ -129,7 +161,7 @@ impl<'t> Applier<'t> {
                 };
                 let json = serde_json::to_vec(&attrs)
                     .map_err(|e| KvError::internal(format!("encoding member: {e}")))?;
-                self.members.insert(*id, json.as_slice())?;
+                self.members.open()?.insert(*id, json.as_slice())?;
                 Ok(CmdResponse::Published)
             }
         };
@@ -168,8 +200,8 @@ impl<'t> Applier<'t> {
         self.revision
     }
 
-    fn lease_exists(&self, id: i64) -> Result<bool, KvError> {
-        Ok(self.leases.get(id)?.is_some())
+    fn lease_exists(&mut self, id: i64) -> Result<bool, KvError> {
+        Ok(self.leases.open()?.get(id)?.is_some())
     }
 
     fn put_cmd(&mut self, req: &PutRequest) -> Result<PutResponse, KvError> {
@@ -218,10 +250,10 @@ impl<'t> Applier<'t> {
         w.sub += 1;
         let old_lease = old.map_or(0, |o| o[3]);
         if old_lease != 0 && old_lease != req.lease {
-            self.lease_keys.remove((old_lease, key))?;
+            self.lease_keys.open()?.remove((old_lease, key))?;
         }
         if req.lease != 0 && old_lease != req.lease {
-            self.lease_keys.insert((req.lease, key), ())?;
+            self.lease_keys.open()?.insert((req.lease, key), ())?;
         }
         if self.collect_events {
             w.events.push(Event {
@@ -268,7 +300,7 @@ impl<'t> Applier<'t> {
             w.sub += 1;
             let lease = codec::record_lease(bytes)?;
             if lease != 0 {
-                self.lease_keys.remove((lease, key))?;
+                self.lease_keys.open()?.remove((lease, key))?;
             }
             if want_prev || self.collect_events {
                 let prev = codec::decode_kv(key, bytes, false)?;
@@ -423,7 +455,7 @@ impl<'t> Applier<'t> {
         } else {
             id
         };
-        self.leases.insert(id, ttl)?;
+        self.leases.open()?.insert(id, ttl)?;
         self.lease_changes.push(LeaseChange::Granted { id, ttl });
         Ok(CmdResponse::LeaseGrant {
             id,
@@ -438,7 +470,7 @@ impl<'t> Applier<'t> {
             return Err(KvError::lease_not_found(id));
         }
         let mut keys = Vec::new();
-        for item in self.lease_keys.range::<(i64, &str)>((id, "")..)? {
+        for item in self.lease_keys.open()?.range::<(i64, &str)>((id, "")..)? {
             let (k, _) = item?;
             let (lid, key) = k.value();
             if lid != id {
@@ -451,9 +483,9 @@ impl<'t> Applier<'t> {
             self.delete(&KeyRange::one(key), false, &mut w)?;
         }
         for key in &keys {
-            self.lease_keys.remove((id, key.as_str()))?;
+            self.lease_keys.open()?.remove((id, key.as_str()))?;
         }
-        self.leases.remove(id)?;
+        self.leases.open()?.remove(id)?;
         self.lease_changes.push(LeaseChange::Revoked { id });
         let rev = self.end(w);
         Ok(CmdResponse::LeaseRevoke { revision: rev })

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::{ProposeError, Raft};
-use crate::command::{Batch, CmdResult, Command};
+use crate::command::{Answer, Batch, CmdResult, Command};
 
 /// Entries submitted but not yet applied.
 const MAX_UNAPPLIED: usize = 8;
@@ -76,7 +76,10 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, mut flushed: watch::Re
         let flushed_at = *flushed.borrow() + 1;
         // Submitting here (not in the spawned task) keeps entries in queue order.
         tracing::trace!(n, "write path: proposer submits");
-        let submitted = raft.client_write_ff(Batch::new(cmds)).await;
+        let answer = Answer::new(txs);
+        let submitted = raft
+            .client_write_ff(Batch(Arc::new(cmds), answer.clone()))
+            .await;
         let (done_tx, done) = oneshot::channel();
         prev = Some(InFlight { flushed_at, done });
         tokio::spawn(async move {
@@ -95,6 +98,11 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, mut flushed: watch::Re
                 Err(e) => Err(ProposeError::Unavailable(format!("raft: {e}"))),
             };
             let _ = done_tx.send(());
+            // The state machine answered already, unless it never applied the entry here or
+            // applied it as read back from disk.
+            let Some(txs) = answer.take() else {
+                return;
+            };
             match result {
                 Ok(results) if results.len() == n => {
                     tracing::trace!("write path: proposer results");

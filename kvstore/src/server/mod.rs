@@ -89,7 +89,23 @@ pub fn client_router(state: Arc<AppState>) -> Router {
             ApiError(KvError::bad_request("method not allowed on this endpoint"))
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            after_answers,
+        ))
         .with_state(state)
+}
+
+/// A request sees everything this member has answered before it arrived: the state machine
+/// answers writes before its commit (see `state_machine`), so wait for that commit if it is
+/// still running (tens of microseconds).
+async fn after_answers(
+    axum::extract::State(s): S,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.store.wait_visible(crate::raft::PROPOSE_TIMEOUT).await;
+    next.run(req).await
 }
 
 /// A [`KvError`] as an HTTP response: its status and an `ErrorBody`.
