@@ -844,7 +844,20 @@ async fn wait_for_delete_and_jsonpath() {
             "error: timed out waiting for the condition on configmaps/flag\n"
         )
     );
-    // A waiter that sees the change as it happens.
+    // A waiter that sees the change as it happens. Delete only once it watches: a waiter that
+    // starts after the delete finds nothing to wait for (and rightly prints nothing).
+    let metrics = format!("{}/metrics", c.cp.server);
+    let watches = |text: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total{")
+                    && l.contains("resource=\"configmaps\"")
+                    && l.contains("verb=\"WATCH\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = watches(&testkit::http_get(&metrics).await.expect("metrics"));
     let waiter = std::process::Command::new(testkit::bin("kubectl-lite"))
         .args(["wait", "cm/flag", "--for=delete", "--timeout=60s"])
         .env("KUBECONFIG", &c.kubeconfig)
@@ -853,6 +866,11 @@ async fn wait_for_delete_and_jsonpath() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn kubectl-lite");
+    testkit::wait_for("the waiter's watch", testkit::DEFAULT_TIMEOUT, || async {
+        let text = testkit::http_get(&metrics).await?;
+        (watches(&text) > before).then_some(())
+    })
+    .await;
     assert_eq!(c.kubectl(&["delete", "cm", "flag"]).0, 0);
     let out = waiter.wait_with_output().expect("wait");
     assert!(

@@ -283,7 +283,12 @@ pub async fn run_with(
     node.shutdown().await;
     drop(state);
     drop(node);
-    store.sync()?;
+    // Off this (only) runtime thread: the state machine may still hold its write transaction
+    // across an await (see `state_machine`), and redb's begin_write would wait for it forever.
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.sync())
+        .await
+        .map_err(|e| anyhow::anyhow!("syncing the state database: {e}"))??;
     // Raft's state machine worker and log readers end on their own after the shutdown; wait
     // for them so the databases are really closed when we return.
     let deadline = tokio::time::Instant::now() + STOP_GRACE;

@@ -284,7 +284,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             tracing::trace!("write path: answered before the commit");
             tokio::task::yield_now().await;
         }
-        crate::raft::log_store::blocking(|| txn.commit()).map_err(|e| sm_err(KvError::from(e)))?;
+        let committed = crate::raft::log_store::blocking(|| txn.commit());
+        if let (Err(_), Some(t)) = (&committed, ticket) {
+            // Raft stops on this error; do not hold every request back on the way.
+            self.store.made_visible(t);
+        }
+        committed.map_err(|e| sm_err(KvError::from(e)))?;
         self.store.mark_dirty();
         self.last_applied = a.last;
         self.membership = a.membership;

@@ -203,7 +203,28 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Start both and wait for the API server to be ready. A port [`free_port`] picked may be
+    /// taken before the binary binds it (by any process's outgoing connection, which draws
+    /// from the same range): a binary that exits at startup is started again on new ports.
     pub async fn start() -> ControlPlane {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut cp = ControlPlane::spawn();
+            match cp.ready_or_exited().await {
+                Ok(()) => return cp,
+                Err(who) if attempt < ATTEMPTS => {
+                    eprintln!(
+                        "testkit: {who} exited at startup (attempt {attempt}), starting again:\n{}",
+                        cp.log_tails()
+                    );
+                }
+                Err(who) => panic!("{who} exited at startup:\n{}", cp.log_tails()),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn() -> ControlPlane {
         let dir = tempfile::tempdir().expect("tempdir");
         let (kvstore, kv_url) = start_kvstore(dir.path(), "kv");
         let api_port = free_port();
@@ -220,20 +241,46 @@ impl ControlPlane {
             dir.path(),
             &[],
         );
-        let cp = ControlPlane {
+        ControlPlane {
             dir,
             kvstore,
             apiserver,
             kv_url,
             server,
-        };
-        cp.wait_ready().await;
-        cp
+        }
     }
 
-    pub async fn wait_ready(&self) {
+    /// Ready, or which process exited; panics with both logs after [`DEFAULT_TIMEOUT`].
+    async fn ready_or_exited(&mut self) -> Result<(), &'static str> {
         let url = format!("{}/readyz", self.server);
-        wait_for("apiserver /readyz", DEFAULT_TIMEOUT, || http_get(&url)).await;
+        let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
+        loop {
+            if http_get(&url).await.is_some() {
+                return Ok(());
+            }
+            if self.kvstore.exited() {
+                return Err("kvstore");
+            }
+            if self.apiserver.exited() {
+                return Err("apiserver");
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {DEFAULT_TIMEOUT:?} waiting for apiserver /readyz:\n{}",
+                    self.log_tails()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of both logs, for a failure message.
+    pub fn log_tails(&self) -> String {
+        format!(
+            "--- kvstore ---\n{}\n--- apiserver ---\n{}",
+            self.kvstore.log_tail(30),
+            self.apiserver.log_tail(30)
+        )
     }
 
     pub fn client(&self) -> client::Client {
