@@ -103,8 +103,6 @@ struct EarlyState {
     pending: VecDeque<(u64, Option<LogId<NodeId>>)>,
     /// A write of the log failed: what is pending will never be on disk.
     failed: Option<String>,
-    /// Per follower, the highest commit index [`EarlyAcks::clamp_commit`] held back from it.
-    owed: BTreeMap<NodeId, u64>,
 }
 
 impl EarlyAcks {
@@ -152,49 +150,23 @@ impl EarlyAcks {
         }
     }
 
-    /// The commit index follower `target` may be told: never past what is on this member's disk.
-    pub fn clamp_commit(
-        &self,
-        target: NodeId,
-        commit: Option<LogId<NodeId>>,
-    ) -> Option<LogId<NodeId>> {
-        let mut s = self.lock();
+    /// The commit index followers may be told: never past what is on this member's disk.
+    pub fn clamp_commit(&self, commit: Option<LogId<NodeId>>) -> Option<LogId<NodeId>> {
         let c = commit?;
-        match s.pending.front() {
-            Some((first, prev)) if c.index >= *first => {
-                let prev = *prev;
-                let owed = s.owed.entry(target).or_default();
-                *owed = (*owed).max(c.index);
-                prev
-            }
-            _ => {
-                if s.owed.get(&target).is_some_and(|o| *o <= c.index) {
-                    s.owed.remove(&target);
-                }
-                commit
-            }
+        match self.lock().pending.front() {
+            Some((first, prev)) if c.index >= *first => *prev,
+            _ => commit,
         }
     }
 
-    /// Wait until a commit index held back from followers is on disk (then they should hear
-    /// it without waiting for the next append or heartbeat).
-    pub async fn owed_flushed(&self) {
-        let mut rx = self.changed.subscribe();
-        loop {
-            {
-                let mut s = self.lock();
-                let before = s.owed.len();
-                let pending = s.pending.front().map(|(first, _)| *first);
-                s.owed
-                    .retain(|_, o| pending.is_some_and(|first| first <= *o));
-                if s.owed.len() < before {
-                    return;
-                }
-            }
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
+    /// Whether every entry up to `index` is on this member's disk now.
+    pub fn on_disk(&self, index: u64) -> bool {
+        Self::covers(&self.lock(), index)
+    }
+
+    /// Changes whenever an append reaches the disk.
+    pub fn flushes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 }
 
@@ -711,7 +683,6 @@ mod tests {
 
     const ME: NodeId = 1;
     const OTHER: NodeId = 2;
-    const THIRD: NodeId = 3;
     const WAIT: Duration = Duration::from_secs(10);
     /// How long something that must not happen is given to happen anyway.
     const NOT_YET: Duration = Duration::from_millis(200);
@@ -791,8 +762,10 @@ mod tests {
         );
         early.wait_flushed(1).await.expect("entry 1 is on disk");
         let at = |i| Some(LogId::new(CommittedLeaderId::new(2, ME), i));
-        assert_eq!(early.clamp_commit(OTHER, at(3)), at(1));
-        assert_eq!(early.clamp_commit(OTHER, at(1)), at(1));
+        assert_eq!(early.clamp_commit(at(3)), at(1));
+        assert_eq!(early.clamp_commit(at(1)), at(1));
+        assert!(early.on_disk(1) && !early.on_disk(2));
+        let flushes = early.flushes();
         // The readers see the entries already (replication sends them meanwhile).
         let mut reader = log.clone();
         assert_eq!(
@@ -805,14 +778,10 @@ mod tests {
             .await
             .expect("flushed in time")
             .expect("flushed");
-        // Another follower told the full commit index meanwhile does not settle OTHER's debt:
-        // the commit index held back from OTHER is owed to it (a heartbeat goes out)…
-        assert_eq!(early.clamp_commit(THIRD, at(3)), at(3));
-        tokio::time::timeout(WAIT, early.owed_flushed())
-            .await
-            .expect("owed commit released");
-        // …and from then on passes unchanged.
-        assert_eq!(early.clamp_commit(OTHER, at(3)), at(3));
+        // Those waiting to send the held-back commit index hear of it, and it passes now.
+        assert!(flushes.has_changed().expect("open"));
+        assert!(early.on_disk(3));
+        assert_eq!(early.clamp_commit(at(3)), at(3));
         // And it is really on disk: a reopened store has it.
         drop((log, reader));
         let mut again = LogStore::open(&dir.path().join("log.redb"));

@@ -213,10 +213,17 @@ impl RaftNode {
             let raft = raft.clone();
             let pacer = pacer.clone();
             let mut metrics = raft.metrics();
+            let mut flushes = early.flushes();
+            let mut log_open = true;
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = early.owed_flushed() => {}
+                        r = flushes.changed(), if log_open => {
+                            log_open = r.is_ok();
+                            if !pacer.released_by_disk(|i| early.on_disk(i)) {
+                                continue;
+                            }
+                        }
                         _ = pacer.due() => {}
                         // Raft stopped: let go of it.
                         r = metrics.changed() => match r {

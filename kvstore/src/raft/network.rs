@@ -145,8 +145,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        let commit = self.early.clamp_commit(self.target, rpc.leader_commit);
-        rpc.leader_commit = self.pacer.pace(self.target, commit);
+        let on_disk = self.early.clamp_commit(rpc.leader_commit);
+        rpc.leader_commit = self.pacer.pace(self.target, rpc.leader_commit, on_disk);
         // A replication stream's heartbeat that would tell the follower nothing new (see
         // `pacing`); leadership checks always go out.
         if rpc.entries.is_empty()

@@ -11,6 +11,10 @@
 //! new (no entries, a commit index it has, and it answered within [`FRESH`]) is answered here
 //! instead of being sent. Followers then apply several entries per transaction; etcd's followers
 //! likewise apply in memory and commit their backend in batches.
+//!
+//! The pacer is also the one record of a commit index held back because it is not on the
+//! leader's own disk yet (`log_store::EarlyAcks::clamp_commit`): a heartbeat carries it as soon
+//! as it is ([`CommitPacer::released_by_disk`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -55,6 +59,9 @@ struct Peer {
     due: Option<Instant>,
     /// A read on the follower waits for this commit index: send it at once.
     hurry: u64,
+    /// A commit index held back because it was not on the leader's disk yet: send it as soon
+    /// as it is (see `log_store::EarlyAcks`).
+    disk: u64,
 }
 
 impl CommitPacer {
@@ -62,11 +69,18 @@ impl CommitPacer {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The commit index to send `target` now, when the leader's is `commit`.
-    pub fn pace(&self, target: NodeId, commit: Commit) -> Commit {
+    /// The commit index to send `target` now, when the leader's is `commit` and it has
+    /// `on_disk` of it on its own disk (followers are never told more than that).
+    pub fn pace(&self, target: NodeId, commit: Commit, on_disk: Commit) -> Commit {
         let now = Instant::now();
         let mut peers = self.lock();
         let p = peers.entry(target).or_default();
+        if index(&on_disk) < index(&commit) {
+            p.disk = p.disk.max(index(&commit));
+        } else if p.disk <= index(&commit) {
+            p.disk = 0;
+        }
+        let commit = on_disk;
         let told = index(&p.told);
         if index(&commit) <= told || p.hurry > told {
             return commit;
@@ -118,6 +132,19 @@ impl CommitPacer {
         behind
     }
 
+    /// The leader's disk caught up (`on_disk` tells up to where): whether a commit index held
+    /// back for it may go out now (then a heartbeat should carry it).
+    pub fn released_by_disk(&self, on_disk: impl Fn(u64) -> bool) -> bool {
+        let mut released = false;
+        for p in self.lock().values_mut() {
+            if p.disk > 0 && on_disk(p.disk) {
+                p.disk = 0;
+                released = true;
+            }
+        }
+        released
+    }
+
     /// Wait until a commit index held back from a follower falls due (then a heartbeat should
     /// go out to carry it).
     pub async fn due(&self) {
@@ -164,11 +191,11 @@ mod tests {
     async fn a_new_commit_waits_at_most_the_pace_and_a_read_makes_it_hurry() {
         let p = CommitPacer::default();
         // Never told anything: sent at once.
-        assert_eq!(p.pace(2, c(1)), c(1));
+        assert_eq!(p.pace(2, c(1), c(1)), c(1));
         let t0 = Instant::now();
         p.answered(2, c(1), t0);
         // Within the pace, a newer commit is held back and falls due at the end of it.
-        assert_eq!(p.pace(2, c(2)), c(1));
+        assert_eq!(p.pace(2, c(2), c(2)), c(1));
         assert!(
             p.nothing_new(2, c(1)),
             "a heartbeat would carry nothing new"
@@ -182,20 +209,40 @@ mod tests {
             .await
             .expect("the held-back commit falls due");
         assert!(Instant::now() >= t0 + PACE);
-        assert_eq!(p.pace(2, c(2)), c(2), "once due it is sent");
+        assert_eq!(p.pace(2, c(2), c(2)), c(2), "once due it is sent");
         p.answered(2, c(2), Instant::now());
         // A follower read at index 3 sends it at once.
-        assert_eq!(p.pace(2, c(3)), c(2));
+        assert_eq!(p.pace(2, c(3), c(3)), c(2));
         assert!(p.hurry(3));
-        assert_eq!(p.pace(2, c(3)), c(3));
+        assert_eq!(p.pace(2, c(3), c(3)), c(3));
         p.answered(2, c(3), Instant::now());
         assert!(!p.hurry(3), "nobody is behind any more");
-        assert_eq!(p.pace(2, c(4)), c(3), "and pacing resumes");
+        assert_eq!(p.pace(2, c(4), c(4)), c(3), "and pacing resumes");
         // A follower that has not answered for a while is sent even an empty heartbeat…
         tokio::time::advance(FRESH).await;
         assert!(!p.nothing_new(2, c(3)));
         // … and one gone for good (say, removed) is not waited for by reads.
         tokio::time::advance(GONE).await;
         assert!(!p.hurry(4), "a silent follower does not hold reads up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_not_on_the_leaders_disk_goes_out_once_it_is() {
+        let p = CommitPacer::default();
+        tokio::time::advance(PACE).await;
+        // Only entry 1 is on the leader's disk: followers hear of commit 1, and 3 is owed.
+        assert_eq!(p.pace(2, c(3), c(1)), c(1));
+        assert_eq!(p.pace(3, c(3), c(1)), c(1));
+        p.answered(2, c(1), Instant::now() - PACE);
+        p.answered(3, c(1), Instant::now() - PACE);
+        assert!(
+            !p.released_by_disk(|i| i <= 2),
+            "entry 3 is not on disk yet"
+        );
+        // Follower 3 is sent commit 3 on the next append: only 2 is still owed it.
+        assert_eq!(p.pace(3, c(3), c(3)), c(3));
+        assert!(p.released_by_disk(|i| i <= 3));
+        assert!(!p.released_by_disk(|i| i <= 3), "released once");
+        assert_eq!(p.pace(2, c(3), c(3)), c(3));
     }
 }
