@@ -16,7 +16,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -215,12 +215,32 @@ async fn open_log(
     let mut progress = handle.subscribe();
     // Whether the writer was done before we read: then what we read is everything.
     let closed = progress.borrow_and_update().closed;
-    let data = match tokio::fs::read(&path).await {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
+    let mut data = Vec::new();
+    let file = match open_existing(&path).await? {
+        Some(mut f) => {
+            f.read_to_end(&mut data).await?;
+            Some(f)
+        }
+        None => None,
     };
-    Ok(log_stream(path, progress, closed, data, opts))
+    Ok(log_stream(path, progress, closed, file, data, opts))
+}
+
+/// The log file at `path`, or `None` while it does not exist (not written yet, or being
+/// rotated: renamed away and not yet created again).
+async fn open_existing(path: &std::path::Path) -> std::io::Result<Option<tokio::fs::File>> {
+    match tokio::fs::File::open(path).await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `a` and `b` are the same file (not just the same path).
+async fn same_file(a: &tokio::fs::File, b: &tokio::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (a.metadata().await?, b.metadata().await?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 /// Render the complete records in `bytes`; returns the output and how many bytes they took.
@@ -235,10 +255,15 @@ fn render_complete(bytes: &[u8], renderer: &mut Renderer) -> (Vec<u8>, usize) {
 
 /// The log as the reader asked for it; with `follow`, new lines as they are written, until
 /// the container's output ends (it exited) or the reader goes away.
+///
+/// `file` is kept open and read on from where `data` ended: after a rotation it still reads
+/// the old file (renamed to `.1`) to its end before opening the new one, so a progress update
+/// seen late never makes it read the new file at the old one's offset.
 fn log_stream(
     path: PathBuf,
     mut progress: watch::Receiver<logs::Progress>,
     mut closed: bool,
+    mut file: Option<tokio::fs::File>,
     data: Vec<u8>,
     opts: LogOptions,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
@@ -251,7 +276,6 @@ fn log_stream(
         if !opts.follow {
             return;
         }
-        let mut offset = used as u64;
         let mut carry: Vec<u8> = data[used..].to_vec();
         let mut generation = progress.borrow().generation;
         while renderer.wants_more() && !closed {
@@ -262,28 +286,34 @@ fn log_stream(
             };
             closed = now.closed;
             if now.generation != generation {
-                // Rotated: finish the old file (now `.1`; lost if rotated twice meanwhile,
-                // as with the kubelet), then go on from the start of the new one.
-                if now.generation == generation + 1
-                    && let Ok(mut old) = tokio::fs::File::open(logs::rotated_path(&path)).await
-                {
-                    old.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
-                    old.read_to_end(&mut carry).await?;
-                    let (out, _) = render_complete(&carry, &mut renderer);
-                    if !out.is_empty() {
-                        yield Bytes::from(out);
-                    }
-                }
-                carry.clear();
-                offset = 0;
                 generation = now.generation;
+                // Rotated: finish the old file, then go on from the start of the new one
+                // (files rotated away in between are skipped, as with the kubelet). The file
+                // held may already be the new one (opened just after the rotation): keep it.
+                let new = open_existing(&path).await?;
+                let same = match (file.as_ref(), new.as_ref()) {
+                    (Some(a), Some(b)) => same_file(a, b).await?,
+                    _ => false,
+                };
+                if !same {
+                    if let Some(old) = file.as_mut() {
+                        old.read_to_end(&mut carry).await?;
+                        let (out, _) = render_complete(&carry, &mut renderer);
+                        if !out.is_empty() {
+                            yield Bytes::from(out);
+                        }
+                    }
+                    carry.clear();
+                    file = new;
+                }
             }
-            let mut file = tokio::fs::File::open(&path).await?;
-            file.seek(std::io::SeekFrom::Start(offset + carry.len() as u64)).await?;
-            file.read_to_end(&mut carry).await?;
+            if file.is_none() {
+                file = open_existing(&path).await?;
+            }
+            let Some(f) = file.as_mut() else { continue };
+            f.read_to_end(&mut carry).await?;
             let (out, used) = render_complete(&carry, &mut renderer);
             carry.drain(..used);
-            offset += used as u64;
             if !out.is_empty() {
                 yield Bytes::from(out);
             }
@@ -357,6 +387,79 @@ mod tests {
             got.push_str(&String::from_utf8_lossy(&b.unwrap()));
         }
         assert_eq!(got, "two\nthree\npartial");
+    }
+
+    /// The writer's progress can be seen late, and a rotation renames the file before it
+    /// creates the new one: a follower neither errors nor reads the new file at the old offset.
+    #[tokio::test]
+    async fn follow_survives_late_progress_and_a_missing_file_mid_rotation() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let rec =
+            |s: &str| logs::format_record(Utc::now(), logs::Stream::Stdout, false, s.as_bytes());
+        let append = |p: &std::path::Path, s: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap();
+            f.write_all(&rec(s)).unwrap();
+        };
+        append(&path, "old one");
+        let handle = logs::LogHandle::mirror(path.clone(), 0);
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let mut stream = Box::pin(open_log(path.clone(), handle.clone(), opts).await.unwrap());
+        let mut got = String::new();
+        let mut read_until = async |got: &mut String, want: &str| {
+            while !got.ends_with(want) {
+                let b = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                    .await
+                    .expect("more log in time")
+                    .expect("the stream goes on")
+                    .expect("no error");
+                got.push_str(&String::from_utf8_lossy(&b));
+            }
+        };
+        read_until(&mut got, "old one\n").await;
+        // Rotated mid-way: renamed, not yet created again; the progress says so late.
+        append(&path, "old two");
+        std::fs::rename(&path, logs::rotated_path(&path)).unwrap();
+        handle.set_progress(logs::Progress {
+            bytes: 1,
+            closed: false,
+            generation: 0,
+        });
+        read_until(&mut got, "old two\n").await;
+        // The new file is longer than the old one was, and the progress is still stale.
+        append(
+            &path,
+            "new one, a much longer line than any of the old file's lines",
+        );
+        handle.set_progress(logs::Progress {
+            bytes: 2,
+            closed: false,
+            generation: 0,
+        });
+        handle.set_progress(logs::Progress {
+            bytes: 3,
+            closed: false,
+            generation: 1,
+        });
+        append(&path, "new two");
+        handle.set_progress(logs::Progress {
+            bytes: 4,
+            closed: true,
+            generation: 1,
+        });
+        read_until(&mut got, "new two\n").await;
+        assert_eq!(
+            got,
+            "old one\nold two\nnew one, a much longer line than any of the old file's lines\nnew two\n"
+        );
     }
 
     #[tokio::test]
