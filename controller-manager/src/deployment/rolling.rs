@@ -115,7 +115,7 @@ impl DeploymentController {
             .cloned()
             .chain(std::iter::once(new.clone()))
             .collect();
-        let available = available_replicas(&all);
+        let available = available_for_scale_down(&all);
         let mut scaled_down = 0;
         if available > min_available {
             let total_down = available - min_available;

@@ -156,6 +156,20 @@ pub fn available_replicas(rss: &[Arc<ReplicaSet>]) -> i32 {
     status_replicas(rss, |s| s.available_replicas)
 }
 
+/// The available replicas a scale-down may count on. A ReplicaSet's status is computed from
+/// the pods it had before deleting its excess ones, so just after a scale-down it still counts
+/// the pods going away; counting those let a rolling update drop below `maxUnavailable`. No
+/// ReplicaSet has more available pods than it is scaled to once it has synced, so never count
+/// more (stricter than Kubernetes, which sums the statuses as they are).
+pub fn available_for_scale_down(rss: &[Arc<ReplicaSet>]) -> i32 {
+    rss.iter()
+        .map(|r| {
+            let available = r.status.as_ref().map_or(0, |s| s.available_replicas);
+            available.min(replicas(r))
+        })
+        .sum()
+}
+
 /// How many replicas the new ReplicaSet should have now (Kubernetes' `NewRSNewReplicas`).
 pub fn new_rs_new_replicas(
     d: &Deployment,
@@ -202,6 +216,24 @@ mod tests {
             }),
         });
         d
+    }
+
+    #[test]
+    fn a_scale_down_never_counts_more_available_than_scaled_to() {
+        let rs = |spec: i32, available: i32| {
+            let mut r = ReplicaSet::default();
+            r.spec.replicas = Some(spec);
+            r.status = Some(api::apps::ReplicaSetStatus {
+                replicas: available,
+                available_replicas: available,
+                ..Default::default()
+            });
+            Arc::new(r)
+        };
+        // Just scaled from 4 to 3, status not yet recomputed; the new one has 1 of 2.
+        let rss = [rs(3, 4), rs(2, 1)];
+        assert_eq!(available_replicas(&rss), 5);
+        assert_eq!(available_for_scale_down(&rss), 4);
     }
 
     #[test]
