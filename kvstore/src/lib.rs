@@ -283,12 +283,8 @@ pub async fn run_with(
     node.shutdown().await;
     drop(state);
     drop(node);
-    // Off this (only) runtime thread: the state machine may still hold its write transaction
-    // across an await (see `state_machine`), and redb's begin_write would wait for it forever.
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.sync())
-        .await
-        .map_err(|e| anyhow::anyhow!("syncing the state database: {e}"))??;
+    // Off this (only) runtime thread, after any write transaction still held across an await.
+    store.sync_in_background().await?;
     // Raft's state machine worker and log readers end on their own after the shutdown; wait
     // for them so the databases are really closed when we return.
     let deadline = tokio::time::Instant::now() + STOP_GRACE;

@@ -43,13 +43,10 @@ pub async fn flush_loop(store: Arc<Store>, stop: tokio_util::sync::CancellationT
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if store.is_dirty() {
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.sync()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("syncing the state database: {e}"),
-                Err(e) => tracing::error!("syncing the state database: {e}"),
-            }
+        if store.is_dirty()
+            && let Err(e) = store.sync_in_background().await
+        {
+            tracing::error!("syncing the state database: {e}");
         }
     }
 }
@@ -267,6 +264,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::trace!(n = entries.len(), "write path: apply start");
         let collect = self.hub.has_watchers();
         let membership = self.membership.clone();
+        // Another writer (a sync) may hold redb's lock through an fsync: wait for it here,
+        // not in `begin_write`, which would block the thread.
+        let _writing = self.store.writer().await;
         // Without fsync this is quick: run it here rather than hop to a blocking thread.
         let (txn, mut a) = crate::raft::log_store::blocking(|| {
             apply_blocking(&self.store, &entries, membership, collect)
@@ -379,10 +379,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
         let store = self.store.clone();
         let dir = self.dir.clone();
+        // No apply between the sync and the read below (see `Store::writer`).
+        let writing = store.writer().await;
         tokio::task::spawn_blocking(move || {
             // Logs up to this snapshot may be purged next: make the state they built durable.
             store.sync().map_err(snap_err)?;
             let r = store.read().map_err(snap_err)?;
+            drop(writing);
             let last: Option<LogId<NodeId>> = match r.meta(META_LAST_APPLIED).map_err(snap_err)? {
                 Some(b) => serde_json::from_slice(&b).map_err(snap_err)?,
                 None => None,

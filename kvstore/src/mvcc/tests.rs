@@ -814,3 +814,34 @@ fn snapshot_image_round_trips() {
     assert_eq!(r.meta("extra").unwrap(), Some(vec![1]));
     assert!(other.store.restore(b"garbage", &[]).is_err());
 }
+
+/// A sync holds redb's write lock through its fsync: another writer of ours waits for it
+/// without blocking the (member's only) runtime thread.
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_waits_for_a_sync_without_blocking_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
+    // A sync in progress, held until told to finish.
+    let gate = store.writer().await;
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let syncing = tokio::task::spawn_blocking(move || {
+        let _writing = gate;
+        let txn = s.db().begin_write().unwrap();
+        finished.recv().unwrap();
+        txn.commit().unwrap();
+    });
+    let s = store.clone();
+    let writer = tokio::spawn(async move {
+        let _writing = s.writer().await;
+        s.db().begin_write().unwrap().commit().unwrap();
+    });
+    // Had the writer gone into `begin_write`, this thread would never come back here.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!writer.is_finished(), "the writer waits for the sync");
+    finish.send(()).unwrap();
+    syncing.await.unwrap();
+    writer.await.unwrap();
+}
