@@ -24,6 +24,18 @@ pub struct UpArgs {
     bind_address: String,
 }
 
+/// The API server's URL for the components and the kubeconfig: the port actually bound (so
+/// `--api-port 0` picks a free one), on loopback when listening on every address.
+fn server_url(bound: std::net::SocketAddr) -> String {
+    let ip = bound.ip();
+    let ip = if ip.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        ip
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, bound.port()))
+}
+
 /// Ports of the kvstore, kept across restarts so its recorded peer address stays valid.
 fn kvstore_listeners(dir: &Path) -> anyhow::Result<(TcpListener, TcpListener)> {
     let file = dir.join("kvstore.ports");
@@ -76,7 +88,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 args.bind_address, args.api_port
             )
         })?;
-    let server = format!("http://127.0.0.1:{}", args.api_port);
+    let server = server_url(api_listener.local_addr()?);
     let (kv_client, kv_peer) = kvstore_listeners(&data_dir)?;
     let kv_url = format!("http://{}", kv_client.local_addr()?);
     let peer_url = format!("http://{}", kv_peer.local_addr()?);
@@ -193,4 +205,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         bail!("a component failed; see the log above");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_url;
+
+    #[test]
+    fn the_server_url_names_the_bound_port_and_a_reachable_address() {
+        let url = |a: &str| server_url(a.parse().unwrap());
+        assert_eq!(url("127.0.0.1:41234"), "http://127.0.0.1:41234");
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(url("10.1.2.3:8080"), "http://10.1.2.3:8080");
+        assert_eq!(url("[::1]:8080"), "http://[::1]:8080");
+    }
 }

@@ -126,3 +126,37 @@ async fn up_runs_the_blog_and_resumes_after_restart() {
         wait_serving(p).await;
     }
 }
+
+/// `--api-port 0` picks a free port, and the kubeconfig and every component use the port bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_port_0_serves_on_a_free_port_named_in_the_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let _cluster = up(dir.path(), 0);
+    let kubeconfig = dir.path().join("cluster").join("kubeconfig");
+    wait_for("the kubeconfig", DEFAULT_TIMEOUT, || async {
+        kubeconfig.exists().then_some(())
+    })
+    .await;
+    let server = client::config::Kubeconfig::load(&kubeconfig)
+        .unwrap()
+        .target(None)
+        .unwrap()
+        .server;
+    assert!(!server.ends_with(":0"), "{server}");
+    let kc = kubeconfig.display().to_string();
+    // The nodes register through the same URL.
+    wait_for(
+        "both nodes listed through the kubeconfig",
+        DEFAULT_TIMEOUT,
+        || async {
+            let (code, out, _) = run_cli(
+                "kubectl-lite",
+                &["--kubeconfig", &kc, "get", "nodes", "-o", "name"],
+                &[],
+                None,
+            );
+            (code == 0 && out.lines().count() == 2).then_some(())
+        },
+    )
+    .await;
+}
