@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod protobuf_wire;
 pub mod request;
 pub mod server;
 pub mod storage;

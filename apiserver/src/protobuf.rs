@@ -1,6 +1,7 @@
 //! The protobuf request bodies kubectl's typed clients send (`Content-Type:
 //! application/vnd.kubernetes.protobuf`): `kubectl create configmap` and `create namespace`
-//! POST a ConfigMap / Namespace, `kubectl drain` POSTs an Eviction, a scheduler may POST a
+//! POST a ConfigMap / Namespace, `kubectl create deployment` a Deployment (decoded by
+//! [`crate::protobuf_wire`]), `kubectl drain` POSTs an Eviction, a scheduler may POST a
 //! Binding. The envelope is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` holds
 //! the object. The messages are declared by hand (fields and tags from Kubernetes'
 //! `generated.proto` files) and decoded with `prost`; only these kinds are accepted, anything
@@ -331,6 +332,9 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
             let d = DeleteOptions::decode(raw.as_slice()).map_err(|e| bad(&kind, e))?;
             delete_options_json(&d)
         }
+        ("apps/v1", "Deployment") => {
+            crate::protobuf_wire::to_json(&raw, crate::protobuf_wire::DEPLOYMENT, "Deployment")?
+        }
         ("v1", "Binding") => {
             let b = Binding::decode(raw.as_slice()).map_err(|e| bad(&kind, e))?;
             let t = b.target.unwrap_or_default();
@@ -423,7 +427,7 @@ mod tests {
 
     #[test]
     fn other_kinds_and_garbage_are_refused() {
-        let err = decode(&envelope("apps/v1", "Deployment", vec![])).unwrap_err();
+        let err = decode(&envelope("apps/v1", "StatefulSet", vec![])).unwrap_err();
         assert_eq!(err.status().code, 415);
         assert_eq!(decode(b"{}").unwrap_err().status().code, 400);
         assert_eq!(

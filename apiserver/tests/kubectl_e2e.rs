@@ -764,6 +764,41 @@ fn kubectl_steps(e: &mut E2e) {
     );
     e.step(
         K,
+        "kubectl create deployment hello --image=busybox --replicas=2 --port=8000 -- sleep 3600",
+        "protobuf Deployment (typed client); rolls out",
+        |e| {
+            has(
+                &e.ok(&[
+                    "create",
+                    "deployment",
+                    "hello",
+                    "--image=busybox",
+                    "--replicas=2",
+                    "--port=8000",
+                    "--",
+                    "sleep",
+                    "3600",
+                ])?,
+                "deployment.apps/hello created",
+            )?;
+            let d = e.json(&["get", "deployment", "hello"])?;
+            let c = &d["spec"]["template"]["spec"]["containers"][0];
+            if d["spec"]["replicas"] != 2
+                || c["command"] != serde_json::json!(["sleep", "3600"])
+                || c["ports"][0]["containerPort"] != 8000
+                || d["spec"]["selector"]["matchLabels"]["app"] != "hello"
+            {
+                return Err(format!("{d}"));
+            }
+            e.rollout_done("deployment/hello")?;
+            has(
+                &e.ok(&["delete", "deployment", "hello"])?,
+                "deployment.apps \"hello\" deleted",
+            )
+        },
+    );
+    e.step(
+        K,
         "kubectl create configmap (again)",
         "409 AlreadyExists with Kubernetes' message",
         |e| {
