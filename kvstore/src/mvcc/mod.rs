@@ -104,9 +104,11 @@ impl Store {
     /// Make every earlier (possibly non-durable) commit durable: an empty commit with
     /// `Durability::Immediate` persists all commits before it.
     pub fn sync(&self) -> Result<(), KvError> {
+        let started = std::time::Instant::now();
         self.dirty.store(false, Ordering::Release);
         let txn = self.db.begin_write()?;
         txn.commit()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "state database synced");
         Ok(())
     }
 
