@@ -286,25 +286,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The commit (~80 µs of page work) runs on a blocking thread: meanwhile this member's
         // only runtime thread sends the answers and takes the next writes, which need not wait
         // for it (see `server::after_answers`).
-        let committed = match tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             let _writing = writing;
             txn.commit()
         })
         .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(t) = ticket {
-                    self.store.made_visible(t);
-                }
-                return Err(sm_err(format!("committing an apply transaction: {e}")));
-            }
-        };
+        .map_err(|e| KvError::internal(format!("committing an apply transaction: {e}")))
+        .and_then(|c| c.map_err(KvError::from));
         if let (Err(_), Some(t)) = (&committed, ticket) {
             // Raft stops on this error; do not hold every request back on the way.
             self.store.made_visible(t);
         }
-        committed.map_err(|e| sm_err(KvError::from(e)))?;
+        committed.map_err(sm_err)?;
         self.store.mark_dirty();
         self.last_applied = a.last;
         self.membership = a.membership;
