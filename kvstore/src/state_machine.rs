@@ -267,7 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Another writer (a sync) may hold redb's lock through an fsync: wait for it here,
         // not in `begin_write`, which would block the thread.
         let writing = self.store.writer().await;
-        // Without fsync this is quick: run it here rather than hop to a blocking thread.
+        // Computing the changes is quick: run it here; only the commit below hops threads.
         let (txn, mut a) = crate::raft::log_store::blocking(|| {
             apply_blocking(&self.store, &entries, membership, collect)
         })
