@@ -16,11 +16,10 @@
 //! [`run`] wires them together; `main.rs` is the `kvstore` command.
 //!
 //! # Durability
-//! A write is acknowledged only after its Raft entry was fsync'ed (by the log store's `append`,
-//! one fsync per group of concurrent writes) and applied. The state database is fsync'ed in
-//! the background once per [`state_machine::SYNC_INTERVAL`] while it has changes, before log
-//! entries are purged, after a snapshot install and on a clean stop; after a crash the log is
-//! re-applied from the last durable state.
+//! A write is acknowledged only after its Raft entry was fsync'ed on a majority (by the log
+//! store's `append`, one fsync per group of concurrent writes) and applied. The state lives in
+//! memory; snapshots are written (and fsync'ed) before the log entries they cover are purged, and
+//! a starting member restores its latest snapshot and re-applies the log after it.
 
 pub mod command;
 pub mod error;
@@ -56,7 +55,7 @@ use crate::watch::WatchHub;
 pub struct Config {
     /// This member's name; must appear in `initial_cluster`.
     pub name: String,
-    /// Holds `raft-log.redb`, `state.redb` and `snapshot/`.
+    /// Holds `raft-log.redb` and `snapshot/`.
     pub data_dir: PathBuf,
     /// Already bound (callers may bind port 0): serves the client API.
     pub client_listener: TcpListener,
@@ -125,7 +124,7 @@ impl Identity {
     }
 }
 
-const STATE_FILE: &str = "state.redb";
+const SNAPSHOT_DIR: &str = "snapshot";
 const LOG_FILE: &str = "raft-log.redb";
 /// How long a stop waits for connections and tasks before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -156,7 +155,7 @@ pub async fn run_with(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
 
-    let store = Arc::new(Store::open(&data_dir.join(STATE_FILE))?);
+    let store = Arc::new(Store::new());
     let hub = Arc::new(WatchHub::new(store.read()?.revision()));
     let leases = Arc::new(Leases::new());
     let bootstrap = options.initial_cluster_state == ClusterState::New;
@@ -175,7 +174,7 @@ pub async fn run_with(
         store.clone(),
         hub.clone(),
         leases.clone(),
-        &data_dir.join("snapshot"),
+        &data_dir.join(SNAPSHOT_DIR),
     )?
     .with_identity(ident.clone())?;
     let log = LogStore::open(&data_dir.join(LOG_FILE))?;
@@ -208,7 +207,12 @@ pub async fn run_with(
         shutdown: stop.clone(),
         name: name.clone(),
         advertise_client_url: advertise_client_url.clone(),
-        data_files: vec![data_dir.join(STATE_FILE), data_dir.join(LOG_FILE)],
+        data_files: vec![
+            data_dir.join(LOG_FILE),
+            data_dir
+                .join(SNAPSHOT_DIR)
+                .join(state_machine::SNAPSHOT_FILE),
+        ],
     });
 
     let mut servers = tokio::task::JoinSet::new();
@@ -244,7 +248,6 @@ pub async fn run_with(
     tasks.spawn(watch_removal(node.clone(), removed.clone(), stop.clone()));
     tasks.spawn(lease::expiry_loop(leases, node.clone(), stop.clone()));
     tasks.spawn(track_term(node.clone(), ident, stop.clone()));
-    tasks.spawn(state_machine::flush_loop(store.clone(), stop.clone()));
     tasks.spawn(publish(
         node.clone(),
         store.clone(),
@@ -283,8 +286,6 @@ pub async fn run_with(
     node.shutdown().await;
     drop(state);
     drop(node);
-    // Off this (only) runtime thread, after any write transaction still held across an await.
-    store.sync_in_background().await?;
     // Raft's state machine worker and log readers end on their own after the shutdown; wait
     // for them so the databases are really closed when we return.
     let deadline = tokio::time::Instant::now() + STOP_GRACE;

@@ -1,55 +1,34 @@
 //! The Raft state machine over the MVCC store: applies committed entries, builds and installs
 //! snapshots, and tells the watch hub and the lease timers what changed.
 //!
-//! Durability: all entries of one `apply` call are applied in one redb write transaction,
-//! committed with `Durability::None` (visible to readers at once, not fsync'ed); [`flush_loop`]
-//! makes the store durable every [`SYNC_INTERVAL`] while it is dirty, off the write path. This
-//! is safe because the Raft log is durable before anything is applied, the last applied log id
-//! is committed atomically with the state it describes, and openraft re-applies the log after
-//! the durable last-applied id on restart. Log entries are only purged after a snapshot, and
-//! building a snapshot first makes the store durable; installing one commits durably; a clean
-//! shutdown syncs as well.
+//! Durability: the store lives in memory; what makes it durable is the Raft log, fsync'ed on a
+//! majority before anything is applied, and the snapshots, each written and fsync'ed before
+//! openraft purges the log entries it covers. A member that starts restores its latest snapshot
+//! ([`StateMachine::new`]) and openraft re-applies the committed log after it — HashiCorp
+//! Raft's (Consul's, Nomad's) design. etcd keeps a second durable copy in its bbolt backend;
+//! writing one here (a redb file, fsync'ed once a second) cost more than half of the CPU of a
+//! put and stalled applies while it synced.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use redb::Durability;
 use serde::Serialize;
 
 use crate::Identity;
 use crate::command::{Answer, BatchResponse};
 use crate::error::KvError;
 use crate::lease::Leases;
-use crate::mvcc::{Applier, Store};
+use crate::mvcc::{Applier, Store, Tables};
 use crate::raft::log_store::EarlyAcks;
 use crate::raft::{Entry, Node, NodeId, TypeConfig};
 use crate::watch::WatchHub;
-
-/// Longest time a state commit stays non-durable.
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Sync the store every [`SYNC_INTERVAL`] while it has non-durable commits, until `stop`.
-pub async fn flush_loop(store: Arc<Store>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(SYNC_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if store.is_dirty()
-            && let Err(e) = store.sync_in_background().await
-        {
-            tracing::error!("syncing the state database: {e}");
-        }
-    }
-}
 
 const META_LAST_APPLIED: &str = "raft_last_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
@@ -110,6 +89,17 @@ impl StateMachine {
     ) -> Result<StateMachine, KvError> {
         std::fs::create_dir_all(snapshot_dir)
             .map_err(|e| KvError::internal(format!("creating {}: {e}", snapshot_dir.display())))?;
+        if let Some(snap) = load_snapshot(snapshot_dir)
+            .map_err(|e| KvError::internal(format!("reading the latest snapshot: {e}")))?
+        {
+            restore(&store, &snap.meta, &snap.snapshot.into_inner())
+                .map_err(|e| KvError::internal(format!("restoring the latest snapshot: {e}")))?;
+            tracing::info!(
+                snapshot = %snap.meta.snapshot_id,
+                last_log_index = snap.meta.last_log_id.map_or(0, |l| l.index),
+                "restored the latest snapshot; the log after it is applied next"
+            );
+        }
         let r = store.read()?;
         let json = |k: &str| -> Result<Option<Vec<u8>>, KvError> { r.meta(k) };
         let last_applied = match json(META_LAST_APPLIED)? {
@@ -170,69 +160,62 @@ impl Applied {
     }
 }
 
-/// Apply `entries` in one write transaction, returned uncommitted.
-fn apply_blocking(
-    store: &Store,
+/// Apply `entries` to the tables.
+fn apply_entries(
+    t: &mut Tables,
     entries: &[Entry],
     mut membership: Membership,
     collect: bool,
-) -> Result<(redb::WriteTransaction, Applied), KvError> {
-    let mut txn = store.db().begin_write()?;
-    txn.set_durability(Durability::None)
-        .map_err(|e| KvError::internal(e.to_string()))?;
+) -> Result<Applied, KvError> {
     let mut cluster_id = None;
-    let applied = {
-        let mut a = Applier::new(&txn, collect)?;
-        let from = a.revision() + 1;
-        let mut results = Vec::with_capacity(entries.len());
-        let mut early = Vec::new();
-        for e in entries {
-            match &e.payload {
-                EntryPayload::Blank => results.push(BatchResponse::default()),
-                EntryPayload::Normal(batch) => {
-                    let mut rs = Vec::with_capacity(batch.0.len());
-                    for (i, cmd) in batch.0.iter().enumerate() {
-                        rs.push(a.apply(cmd, (e.log_id.index << 16) | i as u64)?);
-                    }
-                    if batch.1.is_set() {
-                        early.push((results.len(), batch.1.clone(), rs));
-                        results.push(BatchResponse::default());
-                    } else {
-                        results.push(BatchResponse(rs));
-                    }
+    let mut a = Applier::new(t, collect)?;
+    let from = a.revision() + 1;
+    let mut results = Vec::with_capacity(entries.len());
+    let mut early = Vec::new();
+    for e in entries {
+        match &e.payload {
+            EntryPayload::Blank => results.push(BatchResponse::default()),
+            EntryPayload::Normal(batch) => {
+                let mut rs = Vec::with_capacity(batch.0.len());
+                for (i, cmd) in batch.0.iter().enumerate() {
+                    rs.push(a.apply(cmd, (e.log_id.index << 16) | i as u64)?);
                 }
-                EntryPayload::Membership(m) => {
-                    if a.meta(META_CLUSTER_ID)?.is_none() {
-                        let id = crate::raft::cluster_id(
-                            m.nodes().map(|(id, n)| (*id, n.addr.as_str())),
-                        );
-                        a.set_meta(META_CLUSTER_ID, &id.to_le_bytes())?;
-                        cluster_id = Some(id);
-                    }
-                    membership = Membership::new(Some(e.log_id), m.clone());
-                    a.set_meta(META_MEMBERSHIP, &to_json(&membership)?)?;
+                if batch.1.is_set() {
+                    early.push((results.len(), batch.1.clone(), rs));
                     results.push(BatchResponse::default());
+                } else {
+                    results.push(BatchResponse(rs));
                 }
             }
+            EntryPayload::Membership(m) => {
+                if a.meta(META_CLUSTER_ID)?.is_none() {
+                    let id =
+                        crate::raft::cluster_id(m.nodes().map(|(id, n)| (*id, n.addr.as_str())));
+                    a.set_meta(META_CLUSTER_ID, &id.to_le_bytes())?;
+                    cluster_id = Some(id);
+                }
+                membership = Membership::new(Some(e.log_id), m.clone());
+                a.set_meta(META_MEMBERSHIP, &to_json(&membership)?)?;
+                results.push(BatchResponse::default());
+            }
         }
-        let last = entries.last().map(|e| e.log_id);
-        // The membership record changes only with a membership entry (above).
-        a.set_meta(META_LAST_APPLIED, &to_json(&last)?)?;
-        let to = a.revision();
-        let (events, lease_changes) = a.finish()?;
-        Applied {
-            results,
-            early,
-            from,
-            to,
-            events,
-            lease_changes,
-            last,
-            membership,
-            cluster_id,
-        }
-    };
-    Ok((txn, applied))
+    }
+    let last = entries.last().map(|e| e.log_id);
+    // The membership record changes only with a membership entry (above).
+    a.set_meta(META_LAST_APPLIED, &to_json(&last)?)?;
+    let to = a.revision();
+    let (events, lease_changes) = a.finish()?;
+    Ok(Applied {
+        results,
+        early,
+        from,
+        to,
+        events,
+        lease_changes,
+        last,
+        membership,
+        cluster_id,
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, KvError> {
@@ -264,49 +247,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tracing::trace!(n = entries.len(), "write path: apply start");
         let collect = self.hub.has_watchers();
         let membership = self.membership.clone();
-        // Another writer (a sync) may hold redb's lock through an fsync: wait for it here,
-        // not in `begin_write`, which would block the thread.
-        let writing = self.store.writer().await;
-        // Computing the changes is quick: run it here; only the commit below hops threads.
-        let (txn, mut a) = crate::raft::log_store::blocking(|| {
-            apply_blocking(&self.store, &entries, membership, collect)
-        })
-        .map_err(sm_err)?;
+        let mut a = apply_entries(&mut self.store.write(), &entries, membership, collect)
+            .map_err(sm_err)?;
         // A lease granted here is known to keepalives before its grant is answered.
         self.leases.apply(&a.lease_changes);
-        // The entries are committed in Raft and their results are final: the waiters need not
-        // wait for this transaction's commit. What follows an answer does: a linearizable read
-        // waits until openraft reports these entries applied, which is after the commit below,
-        // and every other read first waits for `made_visible` (`Store::wait_visible`); a write
-        // is applied after this transaction anyway.
-        let ticket = (!a.early.is_empty()).then(|| self.store.answering());
-        if a.answer_early() {
-            tracing::trace!("write path: answered before the commit");
-        }
-        // The commit (~80 µs of page work) runs on a blocking thread: meanwhile this member's
-        // only runtime thread sends the answers and takes the next writes, which need not wait
-        // for it (see `server::after_answers`).
-        let committed = tokio::task::spawn_blocking(move || {
-            let _writing = writing;
-            txn.commit()
-        })
-        .await
-        .map_err(|e| KvError::internal(format!("committing an apply transaction: {e}")))
-        .and_then(|c| c.map_err(KvError::from));
-        if let (Err(_), Some(t)) = (&committed, ticket) {
-            // Raft stops on this error; do not hold every request back on the way.
-            self.store.made_visible(t);
-        }
-        committed.map_err(sm_err)?;
-        self.store.mark_dirty();
         self.last_applied = a.last;
-        self.membership = a.membership;
+        self.membership = a.membership.clone();
         if let (Some(id), Some(ident)) = (a.cluster_id, &self.ident) {
             ident.set_cluster_id(id);
         }
-        self.hub.publish(a.from, a.to, collect.then_some(a.events));
-        if let Some(t) = ticket {
-            self.store.made_visible(t);
+        // Published before anyone is answered: a watch or progress request that follows an
+        // answer sees its revision.
+        self.hub
+            .publish(a.from, a.to, collect.then(|| std::mem::take(&mut a.events)));
+        // This member's own clients are answered here, the others through openraft.
+        if a.answer_early() {
+            tracing::trace!("write path: answered");
         }
         tracing::trace!("write path: apply done");
         Ok(a.results)
@@ -333,17 +289,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let dir = self.snapshot_dir.clone();
         let meta2 = meta.clone();
         let (leases, revision, cluster_id) = tokio::task::spawn_blocking(move || {
-            let extra = [
-                (
-                    META_LAST_APPLIED,
-                    serde_json::to_vec(&meta2.last_log_id).map_err(snap_err)?,
-                ),
-                (
-                    META_MEMBERSHIP,
-                    serde_json::to_vec(&meta2.last_membership).map_err(snap_err)?,
-                ),
-            ];
-            store.restore(&image, &extra).map_err(snap_err)?;
+            restore(&store, &meta2, &image)?;
+            // On disk before this returns: the log it covers may be purged then.
             save_snapshot(&dir, &meta2, &image)?;
             let r = store.read().map_err(snap_err)?;
             Ok::<_, SE>((
@@ -385,15 +332,10 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
-        let store = self.store.clone();
+        // A view of this moment (a cheap clone); applying goes on meanwhile.
+        let r = self.store.read().map_err(snap_err)?;
         let dir = self.dir.clone();
-        // No apply between the sync and the read below (see `Store::writer`).
-        let writing = store.writer().await;
         tokio::task::spawn_blocking(move || {
-            // Logs up to this snapshot may be purged next: make the state they built durable.
-            store.sync().map_err(snap_err)?;
-            let r = store.read().map_err(snap_err)?;
-            drop(writing);
             let last: Option<LogId<NodeId>> = match r.meta(META_LAST_APPLIED).map_err(snap_err)? {
                 Some(b) => serde_json::from_slice(&b).map_err(snap_err)?,
                 None => None,
@@ -415,6 +357,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 last_log_id: last,
                 last_membership: membership,
             };
+            // Durable before openraft purges the log it covers.
             save_snapshot(&dir, &meta, &image)?;
             Ok(Snapshot {
                 meta,
@@ -426,7 +369,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-const SNAPSHOT_FILE: &str = "snapshot";
+/// Replace the store with a snapshot's image, recording the log id and membership it covers.
+fn restore(store: &Store, meta: &SnapshotMeta<NodeId, Node>, image: &[u8]) -> Result<(), SE> {
+    let extra = [
+        (
+            META_LAST_APPLIED,
+            serde_json::to_vec(&meta.last_log_id).map_err(snap_err)?,
+        ),
+        (
+            META_MEMBERSHIP,
+            serde_json::to_vec(&meta.last_membership).map_err(snap_err)?,
+        ),
+    ];
+    store.restore(image, &extra).map_err(snap_err)
+}
+
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
 
 /// Write the snapshot durably as one file — `[meta length u64][meta JSON][image]` — through a
 /// temp file, fsync, rename and a directory fsync.

@@ -381,9 +381,9 @@ mod tests {
 
     /// Apply a put as the state machine would, publishing events only if `with_events`.
     fn put(store: &Store, hub: &WatchHub, key: &str, with_events: bool) -> i64 {
-        let txn = store.db().begin_write().unwrap();
         let (from, to, events) = {
-            let mut a = Applier::new(&txn, with_events).unwrap();
+            let mut tables = store.write();
+            let mut a = Applier::new(&mut tables, with_events).unwrap();
             let from = a.revision() + 1;
             a.apply(
                 &Command::Put(PutRequest {
@@ -398,7 +398,6 @@ mod tests {
             let to = a.revision();
             (from, to, a.finish().unwrap().0)
         };
-        txn.commit().unwrap();
         hub.publish(from, to, with_events.then_some(events));
         to
     }
@@ -431,8 +430,7 @@ mod tests {
     /// with events does not, and one without the flag never does.
     #[tokio::test(start_paused = true)]
     async fn idle_streams_get_periodic_progress_notifications() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let store = Arc::new(Store::new());
         let hub = Arc::new(WatchHub::new(0));
         put(&store, &hub, "a", false);
         put(&store, &hub, "b", false);
@@ -482,8 +480,7 @@ mod tests {
 
     #[tokio::test]
     async fn resyncs_from_history_when_events_were_not_collected_or_store_reset() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("s.redb")).unwrap());
+        let store = Arc::new(Store::new());
         let hub = Arc::new(WatchHub::new(0));
         put(&store, &hub, "a", false);
         let mut rx = start(
@@ -508,9 +505,9 @@ mod tests {
         put(&store, &hub, "a", true);
         assert_eq!(next_events(&mut rx).await, (3, 1));
         // A write the broadcast never carried, then a reset: the watcher reads history.
-        let txn = store.db().begin_write().unwrap();
         {
-            let mut a = Applier::new(&txn, false).unwrap();
+            let mut tables = store.write();
+            let mut a = Applier::new(&mut tables, false).unwrap();
             a.apply(
                 &Command::Put(PutRequest {
                     key: "a".into(),
@@ -522,7 +519,6 @@ mod tests {
             .unwrap();
             a.finish().unwrap();
         }
-        txn.commit().unwrap();
         hub.reset(4);
         assert_eq!(next_events(&mut rx).await, (4, 1));
         put(&store, &hub, "a", true);

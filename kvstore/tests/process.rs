@@ -245,6 +245,12 @@ async fn sigkill_after_snapshots_and_log_purges_keeps_every_write() {
     let after = c.range(&all()).await.unwrap();
     assert_eq!(after.kvs, before.kvs, "{}", log(dir.path()));
     assert_eq!(after.header.revision, 60);
+    // The state lives in memory: it came back from the snapshot plus the log after it.
+    assert!(
+        log(dir.path()).contains("restored the latest snapshot"),
+        "{}",
+        log(dir.path())
+    );
     let old = c
         .range(&RangeRequest {
             key: "/s/0".into(),

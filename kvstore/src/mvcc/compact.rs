@@ -1,36 +1,39 @@
 //! Compaction: dropping history that no read at or after the compact revision can need.
 
 use client::kv::proto::EventType;
-use redb::{ReadableTable, Table};
 
-use super::codec;
+use super::{Key, Tables, codec};
 use crate::error::KvError;
 
 /// Drop every revision below `at` except, per key, the latest one below `at` when it is a put
 /// (reads at `at` and later, and `prev_kv` of events at `at` and later, need it). Revisions at
-/// or above `at` are all kept, so a watch from `at` misses nothing.
-pub(crate) fn compact(
-    hist: &mut Table<'_, (u64, u32), &'static [u8]>,
-    revs: &mut Table<'_, (&'static str, u64), u64>,
-    at: i64,
-) -> Result<(), KvError> {
+/// or above `at` are all kept, so a watch from `at` misses nothing. A deleted key whose last
+/// revision goes leaves the key index.
+pub(crate) fn compact(t: &mut Tables, at: i64) -> Result<(), KvError> {
     let at = at as u64;
-    let mut doomed: Vec<(u64, u32, String)> = Vec::new();
-    for item in hist.range::<(u64, u32)>(..(at, 0))? {
-        let (k, v) = item?;
-        let (rev, sub) = k.value();
-        let (kind, key) = codec::event_key(v.value())?;
-        let superseded = revs
-            .range::<(&str, u64)>((key, rev + 1)..(key, at))?
-            .next()
-            .is_some();
+    let mut doomed: Vec<(u64, u32, Key)> = Vec::new();
+    for ((rev, sub), v) in t.hist.range(..(at, 0)) {
+        let (kind, key) = codec::event_key(v)?;
+        let superseded = t
+            .keys
+            .get(key)
+            .is_some_and(|ki| ki.revs.iter().any(|(r, _)| *r > *rev && *r < at));
         if superseded || kind == EventType::Delete {
-            doomed.push((rev, sub, key.to_string()));
+            doomed.push((*rev, *sub, Key::from(key)));
         }
     }
     for (rev, sub, key) in doomed {
-        hist.remove((rev, sub))?;
-        revs.remove((key.as_str(), rev))?;
+        t.hist.remove(&(rev, sub));
+        let gone = match t.keys.get_mut(&*key) {
+            Some(ki) => {
+                ki.revs.retain(|(r, _)| *r != rev);
+                ki.revs.is_empty() && ki.live.is_none()
+            }
+            None => false,
+        };
+        if gone {
+            t.keys.remove(&*key);
+        }
     }
     Ok(())
 }

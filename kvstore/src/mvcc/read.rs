@@ -1,13 +1,14 @@
 //! Reads: ranges at the current or an old revision, history scans for watches, leases, members.
-//! The scan functions are generic over redb's `ReadableTable`, so a txn's reads inside a write
-//! transaction see its earlier writes.
+//! The scan functions take the tables themselves, so a txn's reads see its earlier writes.
+
+use std::ops::Bound;
 
 use client::kv::proto::{Event, EventType, KeyValue, RangeRequest, RangeResponse, ResponseHeader};
-use redb::{ReadTransaction, ReadableTable};
+use imbl::OrdMap;
 
 use super::codec::{self, HistEvent, corrupt, split_rev_pointer};
 use super::range::{End, KeyRange};
-use super::{HISTORY, KV, LEASE_KEYS, LEASES, MEMBERS, META, MemberAttrs, REVS};
+use super::{Bytes, Key, KeyIndex, MemberAttrs, Tables};
 use crate::error::KvError;
 
 /// What a range request asks for, validated against the store's revisions.
@@ -81,95 +82,71 @@ pub(crate) fn collect(
     Ok((kvs, count, more))
 }
 
-/// Visit the live keys of `kr` from the `kv` table.
+/// The entries of `keys` that `kr` covers, in key order.
+fn covered<'a>(
+    keys: &'a OrdMap<Key, KeyIndex>,
+    kr: &'a KeyRange,
+) -> Box<dyn Iterator<Item = (&'a Key, &'a KeyIndex)> + 'a> {
+    let start = kr.start.as_str();
+    match &kr.end {
+        End::One => Box::new(keys.get_key_value(start).into_iter()),
+        End::Until(e) => {
+            Box::new(keys.range::<_, str>((Bound::Included(start), Bound::Excluded(e.as_str()))))
+        }
+        End::All => Box::new(keys.range::<_, str>((Bound::Included(start), Bound::Unbounded))),
+        End::Prefix => Box::new(
+            keys.range::<_, str>((Bound::Included(start), Bound::Unbounded))
+                .take_while(move |(k, _)| k.starts_with(start)),
+        ),
+    }
+}
+
+/// Visit the live keys of `kr`.
 pub(crate) fn scan_latest(
-    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    keys: &OrdMap<Key, KeyIndex>,
     kr: &KeyRange,
     f: Visit<'_>,
 ) -> Result<(), KvError> {
-    let start = kr.start.as_str();
-    let iter = match &kr.end {
-        End::One => {
-            if let Some(v) = kv.get(start)? {
-                f(start, v.value())?;
-            }
-            return Ok(());
+    for (key, ki) in covered(keys, kr) {
+        if let Some(rec) = &ki.live {
+            f(key, rec)?;
         }
-        End::Until(e) => kv.range::<&str>(start..e.as_str())?,
-        End::All | End::Prefix => kv.range::<&str>(start..)?,
-    };
-    let prefix = kr.end == End::Prefix;
-    for item in iter {
-        let (k, v) = item?;
-        let key = k.value();
-        if prefix && !key.starts_with(start) {
-            break;
-        }
-        f(key, v.value())?;
     }
     Ok(())
 }
 
-/// Visit the keys of `kr` as they were at revision `at`, from `revs` and `history`.
+/// Visit the keys of `kr` as they were at revision `at`.
 pub(crate) fn scan_at(
-    revs: &impl ReadableTable<(&'static str, u64), u64>,
-    hist: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    keys: &OrdMap<Key, KeyIndex>,
+    hist: &OrdMap<(u64, u32), Bytes>,
     kr: &KeyRange,
     at: i64,
     f: Visit<'_>,
 ) -> Result<(), KvError> {
-    let at = at as u64;
-    let start = kr.start.as_str();
-    let emit = |key: &str, found: Option<(u64, u64)>, f: Visit<'_>| -> Result<(), KvError> {
-        if let Some((rev, ptr)) = found {
-            let (sub, tombstone) = split_rev_pointer(ptr);
-            if !tombstone {
-                let ev = hist
-                    .get((rev, sub))?
-                    .ok_or_else(|| corrupt("revision without history event"))?;
-                f(key, event_record(ev.value())?)?;
-            }
+    for (key, ki) in covered(keys, kr) {
+        if let Some(rec) = record_of(hist, ki.at(at as u64))? {
+            f(key, rec)?;
         }
-        Ok(())
-    };
-    let iter = match &kr.end {
-        End::One => {
-            let mut it = revs.range::<(&str, u64)>((start, 0)..=(start, at))?;
-            let found = match it.next_back() {
-                Some(item) => {
-                    let (k, v) = item?;
-                    Some((k.value().1, v.value()))
-                }
-                None => None,
-            };
-            return emit(start, found, f);
-        }
-        End::Until(e) => revs.range::<(&str, u64)>((start, 0)..(e.as_str(), 0))?,
-        End::All | End::Prefix => revs.range::<(&str, u64)>((start, 0)..)?,
-    };
-    let prefix = kr.end == End::Prefix;
-    let mut cur_key: Option<String> = None;
-    let mut found: Option<(u64, u64)> = None;
-    for item in iter {
-        let (k, v) = item?;
-        let (key, rev) = k.value();
-        if prefix && !key.starts_with(start) {
-            break;
-        }
-        if cur_key.as_deref() != Some(key) {
-            if let Some(prev) = &cur_key {
-                emit(prev, found.take(), f)?;
-            }
-            cur_key = Some(key.to_string());
-        }
-        if rev <= at {
-            found = Some((rev, v.value()));
-        }
-    }
-    if let Some(prev) = &cur_key {
-        emit(prev, found, f)?;
     }
     Ok(())
+}
+
+/// The record a change wrote, `None` for a delete (or no change).
+fn record_of(
+    hist: &OrdMap<(u64, u32), Bytes>,
+    change: Option<(u64, u64)>,
+) -> Result<Option<&[u8]>, KvError> {
+    let Some((rev, ptr)) = change else {
+        return Ok(None);
+    };
+    let (sub, tombstone) = split_rev_pointer(ptr);
+    if tombstone {
+        return Ok(None);
+    }
+    let ev = hist
+        .get(&(rev, sub))
+        .ok_or_else(|| corrupt("revision without history event"))?;
+    event_record(ev).map(Some)
 }
 
 /// The encoded record inside an encoded put event.
@@ -183,36 +160,26 @@ fn event_record(ev: &[u8]) -> Result<&[u8], KvError> {
 
 /// The key's value just before revision `rev`, if it existed then.
 pub(crate) fn prev_kv(
-    revs: &impl ReadableTable<(&'static str, u64), u64>,
-    hist: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    keys: &OrdMap<Key, KeyIndex>,
+    hist: &OrdMap<(u64, u32), Bytes>,
     key: &str,
     rev: i64,
 ) -> Result<Option<KeyValue>, KvError> {
-    let mut it = revs.range::<(&str, u64)>((key, 0)..(key, rev as u64))?;
-    let Some(item) = it.next_back() else {
+    let Some(ki) = keys.get(key) else {
         return Ok(None);
     };
-    let (k, v) = item?;
-    let (sub, tombstone) = split_rev_pointer(v.value());
-    if tombstone {
-        return Ok(None);
-    }
-    let ev = hist
-        .get((k.value().1, sub))?
-        .ok_or_else(|| corrupt("revision without history event"))?;
-    Ok(Some(codec::decode_kv(
-        key,
-        event_record(ev.value())?,
-        false,
-    )?))
+    let before = (rev as u64).checked_sub(1).and_then(|r| ki.at(r));
+    record_of(hist, before)?
+        .map(|rec| codec::decode_kv(key, rec, false))
+        .transpose()
 }
 
 /// Events of revisions `[from, to]` on keys in `kr`, grouped by revision (revisions without a
 /// matching event are left out). Stops at a revision boundary once `max_events` were collected;
 /// returns the groups and the next revision to scan from.
 pub(crate) fn history(
-    revs: &impl ReadableTable<(&'static str, u64), u64>,
-    hist: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    keys: &OrdMap<Key, KeyIndex>,
+    hist: &OrdMap<(u64, u32), Bytes>,
     kr: &KeyRange,
     from: i64,
     to: i64,
@@ -224,21 +191,20 @@ pub(crate) fn history(
     if from > to {
         return Ok((out, from));
     }
-    for item in hist.range::<(u64, u32)>((from as u64, 0)..((to + 1) as u64, 0))? {
-        let (k, v) = item?;
-        let rev = k.value().0 as i64;
+    for ((rev, _), v) in hist.range((from as u64, 0)..((to + 1) as u64, 0)) {
+        let rev = *rev as i64;
         let last_rev = out.last().map(|(r, _)| *r);
         if last_rev != Some(rev) && total >= max_events {
             return Ok((out, rev));
         }
-        let (_, key) = codec::event_key(v.value())?;
+        let (_, key) = codec::event_key(v)?;
         if !kr.contains(key) {
             continue;
         }
-        let ev = codec::decode_event(v.value())?;
+        let ev = codec::decode_event(v)?;
         let event = to_event(ev, rev, |key| {
             if want_prev {
-                prev_kv(revs, hist, key, rev)
+                prev_kv(keys, hist, key, rev)
             } else {
                 Ok(None)
             }
@@ -274,48 +240,35 @@ pub(crate) fn to_event(
     })
 }
 
-/// A consistent read view (one redb read transaction) of the store.
+/// A consistent read view of the store: a clone of its tables, unchanged by later writes.
 pub struct Reader {
-    revision: i64,
-    compact_revision: i64,
-    pub(super) txn: ReadTransaction,
+    pub(super) t: Tables,
 }
 
 impl Reader {
-    pub(crate) fn new(txn: ReadTransaction) -> Result<Reader, KvError> {
-        let (revision, compact_revision) = super::meta_revisions(&txn.open_table(META)?)?;
-        Ok(Reader {
-            revision,
-            compact_revision,
-            txn,
-        })
+    pub(crate) fn new(t: Tables) -> Reader {
+        Reader { t }
     }
 
     pub fn revision(&self) -> i64 {
-        self.revision
+        self.t.revision
     }
 
     pub fn compact_revision(&self) -> i64 {
-        self.compact_revision
+        self.t.compact_revision
     }
 
     /// A range request, answered as of this view. The header carries only the revision.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
-        let plan = plan(req, self.revision, self.compact_revision)?;
+        let t = &self.t;
+        let plan = plan(req, t.revision, t.compact_revision)?;
         let (kvs, count, more) = match plan.at {
-            None => {
-                let kv = self.txn.open_table(KV)?;
-                collect(&plan, |f| scan_latest(&kv, &plan.kr, f))?
-            }
-            Some(at) => {
-                let revs = self.txn.open_table(REVS)?;
-                let hist = self.txn.open_table(HISTORY)?;
-                collect(&plan, |f| scan_at(&revs, &hist, &plan.kr, at, f))?
-            }
+            None => collect(&plan, |f| scan_latest(&t.keys, &plan.kr, f))?,
+            Some(at) => collect(&plan, |f| scan_at(&t.keys, &t.hist, &plan.kr, at, f))?,
         };
         Ok(RangeResponse {
             header: ResponseHeader {
-                revision: self.revision,
+                revision: t.revision,
                 ..Default::default()
             },
             kvs,
@@ -332,58 +285,46 @@ impl Reader {
         want_prev: bool,
         max_events: usize,
     ) -> Result<(RevGroups, i64), KvError> {
-        let revs = self.txn.open_table(REVS)?;
-        let hist = self.txn.open_table(HISTORY)?;
-        history(&revs, &hist, kr, from, self.revision, want_prev, max_events)
+        let t = &self.t;
+        history(
+            &t.keys, &t.hist, kr, from, t.revision, want_prev, max_events,
+        )
     }
 
     /// Every lease and its TTL.
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, KvError> {
-        let t = self.txn.open_table(LEASES)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value(), v.value()));
-        }
-        Ok(out)
+        Ok(self.t.leases.iter().map(|(k, v)| (*k, *v)).collect())
     }
 
     pub fn lease_ttl(&self, id: i64) -> Result<Option<i64>, KvError> {
-        Ok(self.txn.open_table(LEASES)?.get(id)?.map(|v| v.value()))
+        Ok(self.t.leases.get(&id).copied())
     }
 
     pub fn lease_keys(&self, id: i64) -> Result<Vec<String>, KvError> {
-        let t = self.txn.open_table(LEASE_KEYS)?;
-        let mut out = Vec::new();
-        for item in t.range::<(i64, &str)>((id, "")..)? {
-            let (k, _) = item?;
-            let (lid, key) = k.value();
-            if lid != id {
-                break;
-            }
-            out.push(key.to_string());
-        }
-        Ok(out)
+        Ok(lease_keys(&self.t.lease_keys, id))
     }
 
     pub fn members(&self) -> Result<Vec<(u64, MemberAttrs)>, KvError> {
-        let t = self.txn.open_table(MEMBERS)?;
         let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            let attrs = serde_json::from_slice(v.value())
-                .map_err(|_| corrupt("member attributes are not JSON"))?;
-            out.push((k.value(), attrs));
+        for (id, v) in self.t.members.iter() {
+            let attrs =
+                serde_json::from_slice(v).map_err(|_| corrupt("member attributes are not JSON"))?;
+            out.push((*id, attrs));
         }
         Ok(out)
     }
 
     /// An opaque `meta` entry (the state machine keeps its Raft bookkeeping there).
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self
-            .txn
-            .open_table(META)?
-            .get(key)?
-            .map(|v| v.value().to_vec()))
+        Ok(self.t.meta.get(key).cloned())
     }
+}
+
+/// The keys attached to lease `id`.
+pub(crate) fn lease_keys(table: &OrdMap<(i64, Key), ()>, id: i64) -> Vec<String> {
+    table
+        .range((id, Key::from(""))..)
+        .take_while(|((lid, _), _)| *lid == id)
+        .map(|((_, key), _)| key.to_string())
+        .collect()
 }

@@ -1,10 +1,9 @@
 //! A whole-store image for Raft snapshots: every table (live keys, history, leases, members,
-//! meta) dumped from one read transaction, and restored in one durable write transaction.
+//! meta) dumped from one read view, and restored in one step. The current and compact
+//! revisions travel as `meta` records, as when the store lived in redb (older snapshots load).
 
-use redb::{ReadableTable, TableDefinition};
-
-use super::codec::corrupt;
-use super::{HISTORY, KV, LEASE_KEYS, LEASES, MEMBERS, META, REVS, Reader, Store};
+use super::codec::{self, corrupt};
+use super::{Key, META_COMPACT, META_REVISION, Reader, Store, Tables};
 use crate::error::KvError;
 
 const MAGIC: &[u8] = b"KVSNAP1\n";
@@ -57,134 +56,132 @@ impl<'a> Cursor<'a> {
 impl Reader {
     /// Every table, as of this read view.
     pub fn dump(&self) -> Result<Vec<u8>, KvError> {
-        let txn = &self.txn;
+        let t = &self.t;
         let mut out = MAGIC.to_vec();
-        for item in txn.open_table(KV)?.iter()? {
-            let (k, v) = item?;
-            out.push(T_KV);
-            put_bytes(&mut out, k.value().as_bytes());
-            put_bytes(&mut out, v.value());
+        for (k, ki) in t.keys.iter() {
+            if let Some(v) = &ki.live {
+                out.push(T_KV);
+                put_bytes(&mut out, k.as_bytes());
+                put_bytes(&mut out, v);
+            }
         }
-        for item in txn.open_table(REVS)?.iter()? {
-            let (k, v) = item?;
-            let (key, rev) = k.value();
-            out.push(T_REVS);
-            put_bytes(&mut out, key.as_bytes());
-            put_u64(&mut out, rev);
-            put_u64(&mut out, v.value());
+        for (key, ki) in t.keys.iter() {
+            for (rev, ptr) in &ki.revs {
+                out.push(T_REVS);
+                put_bytes(&mut out, key.as_bytes());
+                put_u64(&mut out, *rev);
+                put_u64(&mut out, *ptr);
+            }
         }
-        for item in txn.open_table(HISTORY)?.iter()? {
-            let (k, v) = item?;
-            let (rev, sub) = k.value();
+        for ((rev, sub), v) in t.hist.iter() {
             out.push(T_HIST);
-            put_u64(&mut out, rev);
-            put_u64(&mut out, u64::from(sub));
-            put_bytes(&mut out, v.value());
+            put_u64(&mut out, *rev);
+            put_u64(&mut out, u64::from(*sub));
+            put_bytes(&mut out, v);
         }
-        for item in txn.open_table(META)?.iter()? {
-            let (k, v) = item?;
+        let revisions = [
+            (META_REVISION, t.revision),
+            (META_COMPACT, t.compact_revision),
+        ];
+        for (k, v) in revisions {
             out.push(T_META);
-            put_bytes(&mut out, k.value().as_bytes());
-            put_bytes(&mut out, v.value());
+            put_bytes(&mut out, k.as_bytes());
+            put_bytes(&mut out, &codec::encode_i64(v));
         }
-        for item in txn.open_table(LEASES)?.iter()? {
-            let (k, v) = item?;
+        for (k, v) in t.meta.iter() {
+            out.push(T_META);
+            put_bytes(&mut out, k.as_bytes());
+            put_bytes(&mut out, v);
+        }
+        for (id, ttl) in t.leases.iter() {
             out.push(T_LEASE);
-            put_u64(&mut out, k.value() as u64);
-            put_u64(&mut out, v.value() as u64);
+            put_u64(&mut out, *id as u64);
+            put_u64(&mut out, *ttl as u64);
         }
-        for item in txn.open_table(LEASE_KEYS)?.iter()? {
-            let (k, _) = item?;
-            let (id, key) = k.value();
+        for ((id, key), _) in t.lease_keys.iter() {
             out.push(T_LEASE_KEY);
-            put_u64(&mut out, id as u64);
+            put_u64(&mut out, *id as u64);
             put_bytes(&mut out, key.as_bytes());
         }
-        for item in txn.open_table(MEMBERS)?.iter()? {
-            let (k, v) = item?;
+        for (id, v) in t.members.iter() {
             out.push(T_MEMBER);
-            put_u64(&mut out, k.value());
-            put_bytes(&mut out, v.value());
+            put_u64(&mut out, *id);
+            put_bytes(&mut out, v);
         }
         out.push(T_END);
         Ok(out)
     }
 }
 
-impl Store {
-    /// Replace the whole store with a [`Store::dump`] image, then set `extra_meta`, all in one
-    /// durable transaction.
-    pub fn restore(&self, image: &[u8], extra_meta: &[(&str, Vec<u8>)]) -> Result<(), KvError> {
-        let mut c = Cursor(image);
-        if c.take(MAGIC.len())? != MAGIC {
-            return Err(corrupt("not a kvstore snapshot"));
-        }
-        let txn = self.db().begin_write()?;
-        fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(
-            txn: &redb::WriteTransaction,
-            def: TableDefinition<K, V>,
-        ) -> Result<(), KvError> {
-            txn.delete_table(def)?;
-            txn.open_table(def)?;
-            Ok(())
-        }
-        clear(&txn, KV)?;
-        clear(&txn, REVS)?;
-        clear(&txn, HISTORY)?;
-        clear(&txn, META)?;
-        clear(&txn, LEASES)?;
-        clear(&txn, LEASE_KEYS)?;
-        clear(&txn, MEMBERS)?;
-        {
-            let mut kv = txn.open_table(KV)?;
-            let mut revs = txn.open_table(REVS)?;
-            let mut hist = txn.open_table(HISTORY)?;
-            let mut meta = txn.open_table(META)?;
-            let mut leases = txn.open_table(LEASES)?;
-            let mut lease_keys = txn.open_table(LEASE_KEYS)?;
-            let mut members = txn.open_table(MEMBERS)?;
-            loop {
-                match c.u8()? {
-                    T_KV => {
-                        let k = c.str()?;
-                        kv.insert(k, c.bytes()?)?;
+/// The tables an image holds.
+fn load(image: &[u8]) -> Result<Tables, KvError> {
+    let mut c = Cursor(image);
+    if c.take(MAGIC.len())? != MAGIC {
+        return Err(corrupt("not a kvstore snapshot"));
+    }
+    let mut t = Tables::default();
+    loop {
+        match c.u8()? {
+            T_KV => {
+                let k = c.str()?;
+                let ki = t.keys.entry(Key::from(k)).or_default();
+                ki.live = Some(c.bytes()?.into());
+            }
+            T_REVS => {
+                let k = c.str()?;
+                let rev = c.u64()?;
+                let ptr = c.u64()?;
+                let ki = t.keys.entry(Key::from(k)).or_default();
+                if ki.revs.last().is_some_and(|(r, _)| *r >= rev) {
+                    return Err(corrupt("snapshot revisions out of order"));
+                }
+                ki.revs.push((rev, ptr));
+            }
+            T_HIST => {
+                let rev = c.u64()?;
+                let sub = u32::try_from(c.u64()?)
+                    .map_err(|_| corrupt("snapshot sub-index out of range"))?;
+                t.hist.insert((rev, sub), c.bytes()?.into());
+            }
+            T_META => {
+                let k = c.str()?;
+                let v = c.bytes()?;
+                match k {
+                    META_REVISION => t.revision = codec::decode_i64(v)?,
+                    META_COMPACT => t.compact_revision = codec::decode_i64(v)?,
+                    _ => {
+                        t.meta.insert(k.to_string(), v.to_vec());
                     }
-                    T_REVS => {
-                        let k = c.str()?;
-                        let rev = c.u64()?;
-                        revs.insert((k, rev), c.u64()?)?;
-                    }
-                    T_HIST => {
-                        let rev = c.u64()?;
-                        let sub = u32::try_from(c.u64()?)
-                            .map_err(|_| corrupt("snapshot sub-index out of range"))?;
-                        hist.insert((rev, sub), c.bytes()?)?;
-                    }
-                    T_META => {
-                        let k = c.str()?;
-                        meta.insert(k, c.bytes()?)?;
-                    }
-                    T_LEASE => {
-                        let id = c.u64()? as i64;
-                        leases.insert(id, c.u64()? as i64)?;
-                    }
-                    T_LEASE_KEY => {
-                        let id = c.u64()? as i64;
-                        lease_keys.insert((id, c.str()?), ())?;
-                    }
-                    T_MEMBER => {
-                        let id = c.u64()?;
-                        members.insert(id, c.bytes()?)?;
-                    }
-                    T_END => break,
-                    _ => return Err(corrupt("unknown snapshot record")),
                 }
             }
-            for (k, v) in extra_meta {
-                meta.insert(*k, v.as_slice())?;
+            T_LEASE => {
+                let id = c.u64()? as i64;
+                t.leases.insert(id, c.u64()? as i64);
             }
+            T_LEASE_KEY => {
+                let id = c.u64()? as i64;
+                t.lease_keys.insert((id, Key::from(c.str()?)), ());
+            }
+            T_MEMBER => {
+                let id = c.u64()?;
+                t.members.insert(id, c.bytes()?.to_vec());
+            }
+            T_END => break,
+            _ => return Err(corrupt("unknown snapshot record")),
         }
-        txn.commit()?;
+    }
+    Ok(t)
+}
+
+impl Store {
+    /// Replace the whole store with a [`Reader::dump`] image, then set `extra_meta`; on a bad
+    /// image the store is left as it was.
+    pub fn restore(&self, image: &[u8], extra_meta: &[(&str, Vec<u8>)]) -> Result<(), KvError> {
+        let mut t = load(image)?;
+        for (k, v) in extra_meta {
+            t.meta.insert(k.to_string(), v.clone());
+        }
+        *self.write() = t;
         Ok(())
     }
 }

@@ -6,30 +6,25 @@ use super::*;
 use crate::command::{CmdResponse, CmdResult, Command};
 
 struct T {
-    _dir: tempfile::TempDir,
     store: Store,
     seed: u64,
 }
 
 impl T {
     fn new() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.redb")).unwrap();
         T {
-            _dir: dir,
-            store,
+            store: Store::new(),
             seed: 0,
         }
     }
 
     fn apply(&mut self, cmd: Command) -> CmdResult {
         self.seed += 1;
-        let txn = self.store.db().begin_write().unwrap();
+        let mut tables = self.store.write();
         // Alternate event collection on and off: results must not depend on it.
-        let mut a = Applier::new(&txn, self.seed.is_multiple_of(2)).unwrap();
+        let mut a = Applier::new(&mut tables, self.seed.is_multiple_of(2)).unwrap();
         let r = a.apply(&cmd, self.seed).unwrap();
         a.finish().unwrap();
-        txn.commit().unwrap();
         r
     }
 
@@ -813,35 +808,51 @@ fn snapshot_image_round_trips() {
     assert_eq!(r.lease_keys(9).unwrap(), ["b"]);
     assert_eq!(r.meta("extra").unwrap(), Some(vec![1]));
     assert!(other.store.restore(b"garbage", &[]).is_err());
+    assert_eq!(
+        other.all_at(3).unwrap(),
+        t.all_at(3).unwrap(),
+        "a bad image changes nothing"
+    );
 }
 
-/// A sync holds redb's write lock through its fsync: another writer of ours waits for it
-/// without blocking the (member's only) runtime thread.
-#[tokio::test(flavor = "current_thread")]
-async fn a_writer_waits_for_a_sync_without_blocking_the_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(Store::open(&dir.path().join("state.redb")).unwrap());
-    // A sync in progress, held until told to finish.
-    let gate = store.writer().await;
-    let (finish, finished) = std::sync::mpsc::channel::<()>();
-    let s = store.clone();
-    let syncing = tokio::task::spawn_blocking(move || {
-        let _writing = gate;
-        let txn = s.db().begin_write().unwrap();
-        finished.recv().unwrap();
-        txn.commit().unwrap();
+/// A read view is a snapshot: writes after it was taken do not show in it.
+#[test]
+fn a_read_view_does_not_change_under_later_writes() {
+    let mut t = T::new();
+    t.put("a", "1");
+    let view = t.store.read().unwrap();
+    t.put("a", "2");
+    t.put("b", "3");
+    let r = view.range(&RangeRequest {
+        key: "\0".into(),
+        range_end: Some("\0".into()),
+        ..Default::default()
     });
-    let s = store.clone();
-    let writer = tokio::spawn(async move {
-        let _writing = s.writer().await;
-        s.db().begin_write().unwrap().commit().unwrap();
-    });
-    // Had the writer gone into `begin_write`, this thread would never come back here.
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    assert!(!writer.is_finished(), "the writer waits for the sync");
-    finish.send(()).unwrap();
-    syncing.await.unwrap();
-    writer.await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.header.revision, 1);
+    assert_eq!(r.kvs.len(), 1);
+    assert_eq!(r.kvs[0].value, "1");
+    assert_eq!(t.store.read().unwrap().revision(), 3);
+}
+
+/// A deleted key stays in the key index for reads at older revisions until compaction drops
+/// its last revision; then it is gone from every table.
+#[test]
+fn compaction_drops_deleted_keys_from_the_key_index() {
+    let mut t = T::new();
+    t.put("a", "1");
+    t.put("b", "1");
+    t.apply(Command::DeleteRange(DeleteRangeRequest {
+        key: "a".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(t.store.write().keys.contains_key("a"));
+    t.put("b", "2");
+    t.apply(Command::Compact { revision: 4 }).unwrap();
+    let tables = t.store.write();
+    assert!(!tables.keys.contains_key("a"));
+    // b's put at 2 is the latest below 4 and stays; nothing of a's remains in the history.
+    assert_eq!(tables.keys.get("b").unwrap().revs.len(), 2);
+    assert_eq!(tables.hist.len(), 2);
 }

@@ -1,21 +1,20 @@
-//! Writes: applying commands (put, deleterange, txn, compaction, leases, members) inside one
-//! redb write transaction, one revision per writing command.
+//! Writes: applying commands (put, deleterange, txn, compaction, leases, members) to the
+//! tables, one revision per writing command.
 //!
 //! Every request error is found before the command writes anything, so a failed command leaves
-//! no trace; an error with code `internal` is a storage failure and aborts the whole batch.
+//! no trace; an error with code `internal` means the stored data is corrupt, and stops Raft.
 
 use client::kv::proto::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, ErrorCode,
     Event, EventType, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
     ResponseOp, TxnRequest, TxnResponse,
 };
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::codec::{self, RecordRef, rev_pointer};
 use super::range::KeyRange;
 use super::read::{self, collect, scan_at, scan_latest};
 use super::validate;
-use super::{HISTORY, KV, LEASE_KEYS, LEASES, MEMBERS, META, META_COMPACT, META_REVISION, REVS};
+use super::{Key, KeyIndex, Tables};
 use crate::command::{CmdResponse, CmdResult, Command};
 use crate::error::KvError;
 
@@ -33,46 +32,9 @@ pub enum LeaseChange {
     Revoked { id: i64 },
 }
 
-/// A table opened on first use: most commands touch only the key tables, and every table
-/// opened costs each transaction a lookup and a commit step.
-struct Lazy<'t, K: redb::Key + 'static, V: redb::Value + 'static> {
-    txn: &'t WriteTransaction,
-    def: TableDefinition<'static, K, V>,
-    table: Option<Table<'t, K, V>>,
-}
-
-impl<'t, K: redb::Key + 'static, V: redb::Value + 'static> Lazy<'t, K, V> {
-    fn new(txn: &'t WriteTransaction, def: TableDefinition<'static, K, V>) -> Self {
-        Lazy {
-            txn,
-            def,
-            table: None,
-        }
-    }
-
-    fn open(&mut self) -> Result<&mut Table<'t, K, V>, KvError> {
-        if self.table.is_none() {
-            self.table = Some(self.txn.open_table(self.def)?);
-        }
-        self.table
-            .as_mut()
-            .ok_or_else(|| KvError::internal("table not open"))
-    }
-}
-
-/// Applies commands to the tables of one write transaction.
+/// Applies commands to the tables.
 pub struct Applier<'t> {
-    kv: Table<'t, &'static str, &'static [u8]>,
-    revs: Table<'t, (&'static str, u64), u64>,
-    hist: Table<'t, (u64, u32), &'static [u8]>,
-    meta: Table<'t, &'static str, &'static [u8]>,
-    leases: Lazy<'t, i64, i64>,
-    lease_keys: Lazy<'t, (i64, &'static str), ()>,
-    members: Lazy<'t, u64, &'static [u8]>,
-    revision: i64,
-    compact_revision: i64,
-    /// The compact revision when the transaction began (it is saved only if it changed).
-    compacted_before: i64,
+    t: &'t mut Tables,
     collect_events: bool,
     /// Events of the revisions written so far (only when collecting).
     pub events: Vec<RevisionEvents>,
@@ -88,20 +50,9 @@ struct Rev {
 
 impl<'t> Applier<'t> {
     /// `collect_events`: build watch events (with prev_kv) for what is written.
-    pub fn new(txn: &'t WriteTransaction, collect_events: bool) -> Result<Self, KvError> {
-        let meta = txn.open_table(META)?;
-        let (revision, compact_revision) = super::meta_revisions(&meta)?;
+    pub fn new(t: &'t mut Tables, collect_events: bool) -> Result<Self, KvError> {
         Ok(Applier {
-            kv: txn.open_table(KV)?,
-            revs: txn.open_table(REVS)?,
-            hist: txn.open_table(HISTORY)?,
-            meta,
-            leases: Lazy::new(txn, LEASES),
-            lease_keys: Lazy::new(txn, LEASE_KEYS),
-            members: Lazy::new(txn, MEMBERS),
-            revision,
-            compact_revision,
-            compacted_before: compact_revision,
+            t,
             collect_events,
             events: Vec::new(),
             lease_changes: Vec::new(),
@@ -109,34 +60,26 @@ impl<'t> Applier<'t> {
     }
 
     pub fn revision(&self) -> i64 {
-        self.revision
+        self.t.revision
     }
 
     pub fn compact_revision(&self) -> i64 {
-        self.compact_revision
+        self.t.compact_revision
     }
 
     /// An opaque `meta` entry.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+        Ok(self.t.meta.get(key).cloned())
     }
 
     /// Store an opaque `meta` entry.
     pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.meta.insert(key, value)?;
+        self.t.meta.insert(key.to_string(), value.to_vec());
         Ok(())
     }
 
-    /// Save the revisions; the caller commits the transaction afterwards.
-    pub fn finish(mut self) -> Result<(Vec<RevisionEvents>, Vec<LeaseChange>), KvError> {
-        self.meta
-            .insert(META_REVISION, codec::encode_i64(self.revision).as_slice())?;
-        if self.compact_revision != self.compacted_before {
-            self.meta.insert(
-                META_COMPACT,
-                codec::encode_i64(self.compact_revision).as_slice(),
-            )?;
-        }
+    /// The events and lease changes of what was applied.
+    pub fn finish(self) -> Result<(Vec<RevisionEvents>, Vec<LeaseChange>), KvError> {
         Ok((self.events, self.lease_changes))
     }
 
@@ -161,7 +104,7 @@ impl<'t> Applier<'t> {
                 };
                 let json = serde_json::to_vec(&attrs)
                     .map_err(|e| KvError::internal(format!("encoding member: {e}")))?;
-                self.members.open()?.insert(*id, json.as_slice())?;
+                self.t.members.insert(*id, json);
                 Ok(CmdResponse::Published)
             }
         };
@@ -180,7 +123,7 @@ impl<'t> Applier<'t> {
 
     fn begin(&self) -> Rev {
         Rev {
-            rev: self.revision + 1,
+            rev: self.t.revision + 1,
             sub: 0,
             events: Vec::new(),
         }
@@ -189,7 +132,7 @@ impl<'t> Applier<'t> {
     /// Make `w`'s revision current if it wrote anything; returns the revision now current.
     fn end(&mut self, w: Rev) -> i64 {
         if w.sub > 0 {
-            self.revision = w.rev;
+            self.t.revision = w.rev;
             if self.collect_events {
                 self.events.push(RevisionEvents {
                     revision: w.rev,
@@ -197,11 +140,11 @@ impl<'t> Applier<'t> {
                 });
             }
         }
-        self.revision
+        self.t.revision
     }
 
     fn lease_exists(&mut self, id: i64) -> Result<bool, KvError> {
-        Ok(self.leases.open()?.get(id)?.is_some())
+        Ok(self.t.leases.contains_key(&id))
     }
 
     fn put_cmd(&mut self, req: &PutRequest) -> Result<PutResponse, KvError> {
@@ -220,45 +163,48 @@ impl<'t> Applier<'t> {
 
     /// Write a put at `w.rev`; returns the previous value.
     fn put(&mut self, req: &PutRequest, w: &mut Rev) -> Result<Option<KeyValue>, KvError> {
-        let key = req.key.as_str();
         let want_prev = req.prev_kv || self.collect_events;
-        // [create, mod, version, lease] of the current value, and the value itself if needed.
-        let (old, prev) = match self.kv.get(key)? {
-            Some(g) => {
-                let nums = codec::record_numbers(g.value())?;
-                let prev = if want_prev {
-                    Some(codec::decode_kv(key, g.value(), false)?)
-                } else {
-                    None
+        let rev = w.rev as u64;
+        let ptr = rev_pointer(w.sub, false);
+        // One lookup: update the key's entry in place, or add it.
+        let (key, old, prev, rec) = match self.t.keys.get_key_value_mut(req.key.as_str()) {
+            Some((k, ki)) => {
+                // [create, mod, version, lease] of the live value.
+                let old = ki.live.as_deref().map(codec::record_numbers).transpose()?;
+                let prev = match (&ki.live, want_prev) {
+                    (Some(v), true) => Some(codec::decode_kv(k, v, false)?),
+                    _ => None,
                 };
-                (Some(nums), prev)
+                let rec = new_record(old, req, w.rev);
+                ki.live = Some(rec.encode().into());
+                ki.push(rev, ptr);
+                (k.clone(), old, prev, rec)
             }
-            None => (None, None),
+            None => {
+                let key = Key::from(req.key.as_str());
+                let rec = new_record(None, req, w.rev);
+                let ki = KeyIndex {
+                    live: Some(rec.encode().into()),
+                    revs: vec![(rev, ptr)],
+                };
+                self.t.keys.insert(key.clone(), ki);
+                (key, None, None, rec)
+            }
         };
-        let rec = RecordRef {
-            create_revision: old.map_or(w.rev, |o| o[0]),
-            mod_revision: w.rev,
-            version: old.map_or(1, |o| o[2] + 1),
-            lease: req.lease,
-            value: &req.value,
-        };
-        self.kv.insert(key, rec.encode().as_slice())?;
-        self.revs
-            .insert((key, w.rev as u64), rev_pointer(w.sub, false))?;
-        let ev = codec::encode_event(EventType::Put, key, Some(rec));
-        self.hist.insert((w.rev as u64, w.sub), ev.as_slice())?;
+        let ev = codec::encode_event(EventType::Put, &key, Some(rec));
+        self.t.hist.insert((rev, w.sub), ev.into());
         w.sub += 1;
         let old_lease = old.map_or(0, |o| o[3]);
         if old_lease != 0 && old_lease != req.lease {
-            self.lease_keys.open()?.remove((old_lease, key))?;
+            self.t.lease_keys.remove(&(old_lease, key.clone()));
         }
         if req.lease != 0 && old_lease != req.lease {
-            self.lease_keys.open()?.insert((req.lease, key), ())?;
+            self.t.lease_keys.insert((req.lease, key.clone()), ());
         }
         if self.collect_events {
             w.events.push(Event {
                 type_: EventType::Put,
-                kv: rec.to_kv(key),
+                kv: rec.to_kv(&key),
                 prev_kv: prev.clone(),
             });
         }
@@ -284,26 +230,30 @@ impl<'t> Applier<'t> {
         want_prev: bool,
         w: &mut Rev,
     ) -> Result<(i64, Vec<KeyValue>), KvError> {
-        let mut victims: Vec<(String, Vec<u8>)> = Vec::new();
-        scan_latest(&self.kv, kr, &mut |k, v| {
-            victims.push((k.to_string(), v.to_vec()));
+        let mut victims: Vec<String> = Vec::new();
+        scan_latest(&self.t.keys, kr, &mut |k, _| {
+            victims.push(k.to_string());
             Ok(())
         })?;
         let mut prevs = Vec::new();
-        for (key, bytes) in &victims {
-            let key = key.as_str();
-            self.kv.remove(key)?;
-            self.revs
-                .insert((key, w.rev as u64), rev_pointer(w.sub, true))?;
-            let ev = codec::encode_event(EventType::Delete, key, None);
-            self.hist.insert((w.rev as u64, w.sub), ev.as_slice())?;
+        for key in &victims {
+            let Some((key, ki)) = self.t.keys.get_key_value_mut(key.as_str()) else {
+                continue;
+            };
+            let Some(bytes) = ki.live.take() else {
+                continue;
+            };
+            ki.push(w.rev as u64, rev_pointer(w.sub, true));
+            let key = key.clone();
+            let ev = codec::encode_event(EventType::Delete, &key, None);
+            self.t.hist.insert((w.rev as u64, w.sub), ev.into());
             w.sub += 1;
-            let lease = codec::record_lease(bytes)?;
+            let lease = codec::record_lease(&bytes)?;
             if lease != 0 {
-                self.lease_keys.open()?.remove((lease, key))?;
+                self.t.lease_keys.remove(&(lease, key.clone()));
             }
             if want_prev || self.collect_events {
-                let prev = codec::decode_kv(key, bytes, false)?;
+                let prev = codec::decode_kv(&key, &bytes, false)?;
                 if self.collect_events {
                     w.events.push(Event {
                         type_: EventType::Delete,
@@ -341,7 +291,7 @@ impl<'t> Applier<'t> {
         for op in ops {
             match op {
                 RequestOp::Range(r) => {
-                    read::plan(r, self.revision, self.compact_revision)?;
+                    read::plan(r, self.t.revision, self.t.compact_revision)?;
                 }
                 RequestOp::Put(p) if p.lease != 0 && !self.lease_exists(p.lease)? => {
                     return Err(KvError::lease_not_found(p.lease));
@@ -355,13 +305,12 @@ impl<'t> Applier<'t> {
             responses.push(match op {
                 RequestOp::Range(r) => {
                     // Reads see this txn's earlier writes, as in etcd.
-                    let current = if w.sub > 0 { w.rev } else { self.revision };
-                    let plan = read::plan(r, current, self.compact_revision)?;
+                    let current = if w.sub > 0 { w.rev } else { self.t.revision };
+                    let plan = read::plan(r, current, self.t.compact_revision)?;
+                    let t = &*self.t;
                     let (kvs, count, more) = match plan.at {
-                        None => collect(&plan, |f| scan_latest(&self.kv, &plan.kr, f))?,
-                        Some(at) => {
-                            collect(&plan, |f| scan_at(&self.revs, &self.hist, &plan.kr, at, f))?
-                        }
+                        None => collect(&plan, |f| scan_latest(&t.keys, &plan.kr, f))?,
+                        Some(at) => collect(&plan, |f| scan_at(&t.keys, &t.hist, &plan.kr, at, f))?,
                     };
                     ResponseOp::Range(RangeResponse {
                         header: ResponseHeader::default(),
@@ -410,7 +359,7 @@ impl<'t> Applier<'t> {
         let kr = validate::compare(c)?;
         let value_target = matches!(c.target, CompareTarget::Value(_));
         let mut kvs = Vec::new();
-        scan_latest(&self.kv, &kr, &mut |k, v| {
+        scan_latest(&self.t.keys, &kr, &mut |k, v| {
             kvs.push(codec::decode_kv(k, v, !value_target)?);
             Ok(())
         })?;
@@ -421,16 +370,16 @@ impl<'t> Applier<'t> {
     }
 
     fn compact(&mut self, rev: i64) -> Result<CmdResponse, KvError> {
-        if rev <= self.compact_revision {
-            return Err(KvError::compacted(self.compact_revision));
+        if rev <= self.t.compact_revision {
+            return Err(KvError::compacted(self.t.compact_revision));
         }
-        if rev > self.revision {
-            return Err(KvError::future_revision(rev, self.revision));
+        if rev > self.t.revision {
+            return Err(KvError::future_revision(rev, self.t.revision));
         }
-        super::compact::compact(&mut self.hist, &mut self.revs, rev)?;
-        self.compact_revision = rev;
+        super::compact::compact(self.t, rev)?;
+        self.t.compact_revision = rev;
         Ok(CmdResponse::Compact {
-            revision: self.revision,
+            revision: self.t.revision,
         })
     }
 
@@ -455,12 +404,12 @@ impl<'t> Applier<'t> {
         } else {
             id
         };
-        self.leases.open()?.insert(id, ttl)?;
+        self.t.leases.insert(id, ttl);
         self.lease_changes.push(LeaseChange::Granted { id, ttl });
         Ok(CmdResponse::LeaseGrant {
             id,
             ttl,
-            revision: self.revision,
+            revision: self.t.revision,
         })
     }
 
@@ -469,26 +418,29 @@ impl<'t> Applier<'t> {
         if !self.lease_exists(id)? {
             return Err(KvError::lease_not_found(id));
         }
-        let mut keys = Vec::new();
-        for item in self.lease_keys.open()?.range::<(i64, &str)>((id, "")..)? {
-            let (k, _) = item?;
-            let (lid, key) = k.value();
-            if lid != id {
-                break;
-            }
-            keys.push(key.to_string());
-        }
+        let keys = read::lease_keys(&self.t.lease_keys, id);
         let mut w = self.begin();
         for key in &keys {
             self.delete(&KeyRange::one(key), false, &mut w)?;
         }
-        for key in &keys {
-            self.lease_keys.open()?.remove((id, key.as_str()))?;
+        for key in keys {
+            self.t.lease_keys.remove(&(id, Key::from(key)));
         }
-        self.leases.open()?.remove(id)?;
+        self.t.leases.remove(&id);
         self.lease_changes.push(LeaseChange::Revoked { id });
         let rev = self.end(w);
         Ok(CmdResponse::LeaseRevoke { revision: rev })
+    }
+}
+
+/// The record a put writes at `rev` over the live value's `old` [create, mod, version, lease].
+fn new_record(old: Option<[i64; 4]>, req: &PutRequest, rev: i64) -> RecordRef<'_> {
+    RecordRef {
+        create_revision: old.map_or(rev, |o| o[0]),
+        mod_revision: rev,
+        version: old.map_or(1, |o| o[2] + 1),
+        lease: req.lease,
+        value: &req.value,
     }
 }
 

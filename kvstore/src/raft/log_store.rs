@@ -60,15 +60,6 @@ const COMMITTED_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1
 /// Entries kept in memory after they are appended.
 const CACHE_ENTRIES: usize = 4096;
 
-/// Run blocking disk I/O on this worker thread, letting the runtime move its other tasks away
-/// (or simply inline on a current-thread runtime).
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// Cheap to clone: clones share the database and the cache (a clone is the log reader).
 #[derive(Clone)]
 pub struct LogStore {

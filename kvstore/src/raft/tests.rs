@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(&dir.path().join("state.redb")).expect("state db"));
+        let store = Arc::new(Store::new());
         let sm = StateMachine::new(
             store,
             Arc::new(WatchHub::new(0)),

@@ -89,35 +89,7 @@ pub fn client_router(state: Arc<AppState>) -> Router {
             ApiError(KvError::bad_request("method not allowed on this endpoint"))
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.store.clone(),
-            after_answers,
-        ))
         .with_state(state)
-}
-
-/// A request sees everything this member has answered before it arrived: the state machine
-/// answers writes before its commit (see `state_machine`), so wait for that commit if it is
-/// still running (tens of microseconds) — unless the request [`is_applied_in_order`].
-async fn after_answers(
-    axum::extract::State(store): axum::extract::State<Arc<Store>>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if !is_applied_in_order(req.uri().path()) {
-        store.wait_visible(crate::raft::PROPOSE_TIMEOUT).await;
-    }
-    next.run(req).await
-}
-
-/// Key-space writes are executed by the state machine (a txn's reads too), which applies each
-/// batch only after the previous apply transaction has committed: they see every earlier answer
-/// without waiting, and a single client's next put is not held behind the last one's commit.
-fn is_applied_in_order(path: &str) -> bool {
-    matches!(
-        path,
-        "/v3/kv/put" | "/v3/kv/deleterange" | "/v3/kv/txn" | "/v3/kv/compaction"
-    )
 }
 
 /// A [`KvError`] as an HTTP response: its status and an `ErrorBody`.
@@ -258,63 +230,4 @@ fn unexpected(r: CmdResponse) -> ApiError {
     ApiError(KvError::internal(format!(
         "unexpected state machine response: {r:?}"
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use axum::Router;
-    use axum::routing::post;
-
-    use crate::mvcc::Store;
-
-    /// While an answered apply is not yet visible, reads wait for it and writes do not.
-    #[tokio::test]
-    async fn writes_do_not_wait_for_an_answered_apply_to_commit_and_reads_do() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(&dir.path().join("state.redb")).expect("store"));
-        let app = Router::new()
-            .route("/v3/kv/put", post(|| async { "put" }))
-            .route("/v3/kv/txn", post(|| async { "txn" }))
-            .route("/v3/kv/range", post(|| async { "range" }))
-            .layer(axum::middleware::from_fn_with_state(
-                store.clone(),
-                super::after_answers,
-            ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let post = |path: &str| http.post(format!("{base}{path}")).send();
-
-        let ticket = store.answering();
-        for path in ["/v3/kv/put", "/v3/kv/txn"] {
-            // Well under the 5 s a held-back request would wait.
-            let r = tokio::time::timeout(Duration::from_secs(2), post(path)).await;
-            assert!(
-                matches!(&r, Ok(Ok(resp)) if resp.status().is_success()),
-                "{path} waited for an uncommitted apply: {r:?}"
-            );
-        }
-        let read = tokio::spawn(post("/v3/kv/range"));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !read.is_finished(),
-            "a read went ahead of an answered write"
-        );
-        store.made_visible(ticket);
-        let r = tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .expect("the read goes on once the apply is visible")
-            .expect("task")
-            .expect("request");
-        assert_eq!(r.text().await.expect("body"), "range");
-    }
 }
