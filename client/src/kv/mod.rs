@@ -74,13 +74,23 @@ pub struct KvClient {
 
 struct Inner {
     endpoints: Vec<String>,
+    /// The endpoints parsed once (`None` if one does not parse: then each request says so).
+    urls: Vec<Option<reqwest::Url>>,
     current: AtomicUsize,
+    /// HTTP/1.1, for watch streams: each on a connection of its own, so a stream its reader
+    /// does not drain holds back no other request (HTTP/2 flow control is per connection too).
     http: reqwest::Client,
+    /// HTTP/2 over cleartext, for every other request: concurrent requests share one
+    /// connection per member, and their frames share writes and reads (about a tenth fewer
+    /// CPU cycles per put at 256 concurrent clients than one HTTP/1.1 connection each).
+    unary: reqwest::Client,
     /// How long to keep trying other endpoints before giving up on a request.
     retry_for: Duration,
     /// How long one attempt may wait for its answer (for a watch: for the stream to open).
     attempt_timeout: Duration,
 }
+
+const WATCH_PATH: &str = "/v3/watch";
 
 /// Longer than a member waits for a commit (5 s) plus a forward to the leader.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -91,21 +101,34 @@ impl KvClient {
         if endpoints.is_empty() {
             return Err(KvError::Unreachable("no kvstore endpoints given".into()));
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+        };
+        let http = builder()
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| KvError::Unreachable(e.to_string()))?;
+        let unary = builder()
+            .http2_prior_knowledge()
+            .build()
+            .map_err(|e| KvError::Unreachable(e.to_string()))?;
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.trim_end_matches('/').to_string())
+            .collect();
         Ok(KvClient {
             inner: Arc::new(Inner {
-                endpoints: endpoints
-                    .into_iter()
-                    .map(|e| e.trim_end_matches('/').to_string())
+                urls: endpoints
+                    .iter()
+                    .map(|e| reqwest::Url::parse(e).ok())
                     .collect(),
+                endpoints,
                 current: AtomicUsize::new(0),
                 http,
+                unary,
                 retry_for: Duration::from_secs(10),
                 attempt_timeout: ATTEMPT_TIMEOUT,
             }),
@@ -126,8 +149,10 @@ impl KvClient {
     fn rebuild(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Inner {
             endpoints: self.inner.endpoints.clone(),
+            urls: self.inner.urls.clone(),
             current: AtomicUsize::new(self.inner.current.load(Ordering::Relaxed)),
             http: self.inner.http.clone(),
+            unary: self.inner.unary.clone(),
             retry_for: self.inner.retry_for,
             attempt_timeout: self.inner.attempt_timeout,
         };
@@ -163,16 +188,29 @@ impl KvClient {
         body: &impl Serialize,
         retry: Retry,
     ) -> Result<reqwest::Response, KvError> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| KvError::Unreachable(format!("encoding the request: {e}")))?;
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| KvError::Unreachable(format!("encoding the request: {e}")))?,
+        );
+        let http = if path == WATCH_PATH {
+            &self.inner.http
+        } else {
+            &self.inner.unary
+        };
         let deadline = tokio::time::Instant::now() + self.inner.retry_for;
         let mut backoff = Duration::from_millis(20);
         loop {
             let (i, base) = self.endpoint();
-            let sent = self
-                .inner
-                .http
-                .post(format!("{base}{path}"))
+            // Not parsed again per request (URL parsing was a visible part of a put's CPU).
+            let request = match &self.inner.urls[i] {
+                Some(u) => {
+                    let mut u = u.clone();
+                    u.set_path(&[u.path().trim_end_matches('/'), path].concat());
+                    http.post(u)
+                }
+                None => http.post(format!("{base}{path}")),
+            };
+            let sent = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
                 .send();
@@ -373,7 +411,7 @@ impl KvClient {
         &self,
         req: &WatchCreateRequest,
     ) -> Result<impl Stream<Item = Result<WatchResponse, KvError>> + Send + use<>, KvError> {
-        let r = self.send("/v3/watch", req, Retry::Always).await?;
+        let r = self.send(WATCH_PATH, req, Retry::Always).await?;
         Ok(ndjson::decode::<WatchResponse, _, _>(r.bytes_stream())
             .map(|r| r.map_err(KvError::from)))
     }

@@ -2,7 +2,7 @@
 
 use client::kv::proto::EventType;
 
-use super::{Key, Tables, codec};
+use super::{Key, KeyRef, Tables, codec};
 use crate::error::KvError;
 
 /// Drop every revision below `at` except, per key, the latest one below `at` when it is a put
@@ -16,7 +16,7 @@ pub(crate) fn compact(t: &mut Tables, at: i64) -> Result<(), KvError> {
         let (kind, key) = codec::event_key(v)?;
         let superseded = t
             .keys
-            .get(key)
+            .get(&KeyRef::new(key))
             .is_some_and(|ki| ki.revs.iter().any(|(r, _)| *r > *rev && *r < at));
         if superseded || kind == EventType::Delete {
             doomed.push((*rev, *sub, Key::from(key)));

@@ -17,6 +17,7 @@
 
 pub mod codec;
 mod compact;
+mod key;
 pub mod range;
 mod read;
 mod snapshot;
@@ -29,12 +30,11 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
+pub(crate) use key::{Key, KeyRef};
 pub use range::KeyRange;
 pub use read::Reader;
 pub use write::{Applier, LeaseChange, RevisionEvents};
 
-/// Keys are shared between the tables (and between versions of a table).
-pub(crate) type Key = Arc<str>;
 /// Encoded records and events.
 pub(crate) type Bytes = Arc<[u8]>;
 

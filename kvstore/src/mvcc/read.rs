@@ -8,7 +8,7 @@ use imbl::OrdMap;
 
 use super::codec::{self, HistEvent, corrupt, split_rev_pointer};
 use super::range::{End, KeyRange};
-use super::{Bytes, Key, KeyIndex, MemberAttrs, Tables};
+use super::{Bytes, Key, KeyIndex, KeyRef, MemberAttrs, Tables};
 use crate::error::KvError;
 
 /// What a range request asks for, validated against the store's revisions.
@@ -88,14 +88,13 @@ fn covered<'a>(
     kr: &'a KeyRange,
 ) -> Box<dyn Iterator<Item = (&'a Key, &'a KeyIndex)> + 'a> {
     let start = kr.start.as_str();
+    let from = Bound::Included(KeyRef::new(start));
     match &kr.end {
-        End::One => Box::new(keys.get_key_value(start).into_iter()),
-        End::Until(e) => {
-            Box::new(keys.range::<_, str>((Bound::Included(start), Bound::Excluded(e.as_str()))))
-        }
-        End::All => Box::new(keys.range::<_, str>((Bound::Included(start), Bound::Unbounded))),
+        End::One => Box::new(keys.get_key_value(&KeyRef::new(start)).into_iter()),
+        End::Until(e) => Box::new(keys.range((from, Bound::Excluded(KeyRef::new(e))))),
+        End::All => Box::new(keys.range((from, Bound::Unbounded))),
         End::Prefix => Box::new(
-            keys.range::<_, str>((Bound::Included(start), Bound::Unbounded))
+            keys.range((from, Bound::Unbounded))
                 .take_while(move |(k, _)| k.starts_with(start)),
         ),
     }
@@ -165,7 +164,7 @@ pub(crate) fn prev_kv(
     key: &str,
     rev: i64,
 ) -> Result<Option<KeyValue>, KvError> {
-    let Some(ki) = keys.get(key) else {
+    let Some(ki) = keys.get(&KeyRef::new(key)) else {
         return Ok(None);
     };
     let before = (rev as u64).checked_sub(1).and_then(|r| ki.at(r));

@@ -14,7 +14,7 @@ use super::codec::{self, RecordRef, rev_pointer};
 use super::range::KeyRange;
 use super::read::{self, collect, scan_at, scan_latest};
 use super::validate;
-use super::{Key, KeyIndex, Tables};
+use super::{Key, KeyIndex, KeyRef, Tables};
 use crate::command::{CmdResponse, CmdResult, Command};
 use crate::error::KvError;
 
@@ -167,7 +167,7 @@ impl<'t> Applier<'t> {
         let rev = w.rev as u64;
         let ptr = rev_pointer(w.sub, false);
         // One lookup: update the key's entry in place, or add it.
-        let (key, old, prev, rec) = match self.t.keys.get_key_value_mut(req.key.as_str()) {
+        let (key, old, prev, rec) = match self.t.keys.get_key_value_mut(&KeyRef::new(&req.key)) {
             Some((k, ki)) => {
                 // [create, mod, version, lease] of the live value.
                 let old = ki.live.as_deref().map(codec::record_numbers).transpose()?;
@@ -237,7 +237,7 @@ impl<'t> Applier<'t> {
         })?;
         let mut prevs = Vec::new();
         for key in &victims {
-            let Some((key, ki)) = self.t.keys.get_key_value_mut(key.as_str()) else {
+            let Some((key, ki)) = self.t.keys.get_key_value_mut(&KeyRef::new(key)) else {
                 continue;
             };
             let Some(bytes) = ki.live.take() else {
@@ -424,7 +424,7 @@ impl<'t> Applier<'t> {
             self.delete(&KeyRange::one(key), false, &mut w)?;
         }
         for key in keys {
-            self.t.lease_keys.remove(&(id, Key::from(key)));
+            self.t.lease_keys.remove(&(id, Key::from(key.as_str())));
         }
         self.t.leases.remove(&id);
         self.lease_changes.push(LeaseChange::Revoked { id });
