@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`command`]: what goes through Raft — batches of write commands and their results.
 //! - [`error`]: request errors with their wire code and HTTP status.
-//! - [`mvcc`]: the revisioned key space on redb tables (reads, writes, compaction, snapshots).
+//! - [`mvcc`]: the revisioned key space in memory (reads, writes, compaction, snapshot images).
 //! - [`state_machine`]: the Raft state machine over [`mvcc`]: apply, snapshot, install.
 //! - [`raft`]: openraft setup and handle — type config, redb log store, HTTP network, group
 //!   commit of concurrent writes, bootstrap.
@@ -130,7 +130,7 @@ const LOG_FILE: &str = "raft-log.redb";
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Run a member until `shutdown` is cancelled, then stop cleanly: servers closed, Raft shut
-/// down, the state database synced and both databases closed.
+/// down and the log database closed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     run_with(config, Options::default(), shutdown).await
 }

@@ -218,7 +218,7 @@ pub fn decode_i64(bytes: &[u8]) -> Result<i64, KvError> {
 }
 
 pub fn corrupt(what: &str) -> KvError {
-    KvError::internal(format!("corrupt state database: {what}"))
+    KvError::internal(format!("corrupt state: {what}"))
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
 //! How often followers hear of new commits.
 //!
 //! openraft 0.9 tells each follower every new commit index at once, in an AppendEntries of its
-//! own, and the follower then applies it in a redb transaction of its own: with one client that
-//! is two more round trips and two more transactions per write, all competing for the CPU with
+//! own, and the follower then applies it in an apply of its own: with one client that
+//! is two more round trips and two more applies per write, all competing for the CPU with
 //! the next write. Nothing needs a follower to learn a commit that fast: it only changes what
 //! that follower's state machine shows (serializable reads and watches served there), and a
 //! linearizable read on a follower makes the leader hurry ([`CommitPacer::hurry`]). So the
 //! commit index a follower is sent moves on at most every [`PACE`] — with the next append, or
 //! with a heartbeat when it falls due — and an AppendEntries that would tell a follower nothing
 //! new (no entries, a commit index it has, and it answered within [`FRESH`]) is answered here
-//! instead of being sent. Followers then apply several entries per transaction; etcd's followers
+//! instead of being sent. Followers then apply several entries at a time; etcd's followers
 //! likewise apply in memory and commit their backend in batches.
 //!
 //! The pacer is also the one record of a commit index held back because it is not on the
