@@ -70,8 +70,8 @@ impl Batch {
 }
 
 /// Who waits for each command's result, on the member that proposed the batch: its state
-/// machine answers them as soon as it has the results, before its transaction commits (see
-/// `state_machine`). Never serialized, so empty on other members and for entries read back
+/// machine answers them directly once the batch is applied and published (see `state_machine`),
+/// without the hop through openraft's responder. Never serialized, so empty on other members and for entries read back
 /// from disk; those are answered through openraft as usual.
 #[derive(Clone, Default)]
 pub struct Answer(Option<Arc<Mutex<Option<Vec<Responder>>>>>);
