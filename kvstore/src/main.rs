@@ -90,11 +90,10 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     let config = config(cli)?;
     // One thread for all tasks: a write hops between many tasks (HTTP, proposer, Raft core,
     // replication, apply), and on one thread each hop is a queue push instead of waking another
-    // worker. Waits for the disk have their own threads (the log writer's fsync, the state
-    // database's periodic sync and reads on the blocking pool); applying an entry, which does
-    // not fsync, runs inline. Measured with `bench kvstore`, alternating runs: ~10-15% more
-    // puts and gets per second and a lower single-client put latency than the default
-    // multi-thread runtime.
+    // worker. Waits for the disk have their own threads (the log writer's fsync; snapshots and
+    // scans on the blocking pool); applying an entry, which changes only memory, runs inline.
+    // Measured with `bench kvstore`, alternating runs: ~10-15% more puts and gets per second
+    // and a lower single-client put latency than the default multi-thread runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
