@@ -252,11 +252,15 @@ impl System {
 
     async fn start_kvstore(dir: &std::path::Path) -> anyhow::Result<System> {
         let bin = procs::kvstore_bin()?;
-        let cluster = procs::start_kvstore(&bin, &dir.join("kvstore"))?;
-        let urls = cluster.client_urls.clone();
+        let (cluster, leader) = start_until_leader(
+            "kvstore",
+            dir,
+            |d| procs::start_kvstore(&bin, d),
+            |urls| Box::pin(kv_leader(urls)),
+        )
+        .await?;
+        let mut ordered = cluster.client_urls.clone();
         // The leader first: a single client talks to the leader, as with etcd below.
-        let leader = wait_kv_leader(&urls).await?;
-        let mut ordered = urls.clone();
         ordered.rotate_left(leader);
         // One client per starting member; workload client i uses client i % 3.
         let clients: Vec<KvClient> = (0..3)
@@ -275,10 +279,14 @@ impl System {
     /// The system and etcd's version.
     async fn start_etcd(a: &KvArgs, dir: &std::path::Path) -> anyhow::Result<(System, String)> {
         let bin = procs::etcd_bin(a.etcd.as_deref())?;
-        let cluster = procs::start_etcd(&bin, &dir.join("etcd"))?;
-        let urls = cluster.client_urls.clone();
-        let (leader, version) = wait_etcd_leader(&urls).await?;
-        let mut ordered = urls.clone();
+        let (cluster, (leader, version)) = start_until_leader(
+            "etcd",
+            dir,
+            |d| procs::start_etcd(&bin, d),
+            |urls| Box::pin(etcd_leader(urls)),
+        )
+        .await?;
+        let mut ordered = cluster.client_urls.clone();
         ordered.rotate_left(leader);
         Ok((
             System::Etcd {
@@ -356,44 +364,79 @@ impl System {
     }
 }
 
-async fn wait_kv_leader(urls: &[String]) -> anyhow::Result<usize> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for (i, u) in urls.iter().enumerate() {
-            let c = KvClient::new(vec![u.clone()])?
-                .with_retry_for(Duration::from_millis(100))
-                .with_attempt_timeout(Duration::from_secs(2));
-            if let Ok(s) = c.status().await
-                && s.leader != 0
-                && s.leader == s.header.member_id
-            {
-                return Ok(i);
+type Probe<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<T>> + 'a>>;
+
+/// Start a cluster (data under `dir/<name>`) and wait up to a minute for a leader, which
+/// `leader` finds among the client URLs. A member that exits meanwhile (a port taken between
+/// being picked and bound) gets the whole cluster restarted on new ports, at most twice.
+async fn start_until_leader<T>(
+    name: &str,
+    dir: &std::path::Path,
+    start: impl Fn(&std::path::Path) -> anyhow::Result<procs::Cluster>,
+    leader: impl for<'a> Fn(&'a [String]) -> Probe<'a, T>,
+) -> anyhow::Result<(procs::Cluster, T)> {
+    let mut attempt = 0;
+    'attempts: loop {
+        let data = match attempt {
+            0 => dir.join(name),
+            n => dir.join(format!("{name}.retry{n}")),
+        };
+        let mut cluster = start(&data)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(found) = leader(&cluster.client_urls).await {
+                return Ok((cluster, found));
             }
+            if let Some(why) = cluster.exited_member() {
+                if attempt < 2 {
+                    eprintln!("{name}: {why}\n{name}: restarting the cluster on new ports");
+                    attempt += 1;
+                    continue 'attempts;
+                }
+                bail!("the {name} cluster did not start: {why}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the {name} cluster elected no leader within a minute (logs under {})",
+                    data.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if Instant::now() > deadline {
-            bail!("the kvstore cluster elected no leader within a minute");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn wait_etcd_leader(urls: &[String]) -> anyhow::Result<(usize, String)> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for (i, u) in urls.iter().enumerate() {
-            if let Ok(c) = EtcdClient::connect(u).await
-                && let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await
-                && s.leader != 0
-                && Some(s.leader) == s.header.as_ref().map(|h| h.member_id)
-            {
-                return Ok((i, s.version));
-            }
+/// The index of the kvstore member that says it is the leader, if one does.
+async fn kv_leader(urls: &[String]) -> Option<usize> {
+    for (i, u) in urls.iter().enumerate() {
+        let Ok(c) = KvClient::new(vec![u.clone()]) else {
+            continue;
+        };
+        let c = c
+            .with_retry_for(Duration::from_millis(100))
+            .with_attempt_timeout(Duration::from_secs(2));
+        if let Ok(s) = c.status().await
+            && s.leader != 0
+            && s.leader == s.header.member_id
+        {
+            return Some(i);
         }
-        if Instant::now() > deadline {
-            bail!("the etcd cluster elected no leader within a minute");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    None
+}
+
+/// The index of the etcd member that says it is the leader, and etcd's version.
+async fn etcd_leader(urls: &[String]) -> Option<(usize, String)> {
+    for (i, u) in urls.iter().enumerate() {
+        if let Ok(c) = EtcdClient::connect(u).await
+            && let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await
+            && s.leader != 0
+            && Some(s.leader) == s.header.as_ref().map(|h| h.member_id)
+        {
+            return Some((i, s.version));
+        }
+    }
+    None
 }
 
 async fn kvstore(a: KvArgs) -> anyhow::Result<()> {

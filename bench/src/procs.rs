@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 /// A child process stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Proc {
     child: Child,
+    log: PathBuf,
 }
 
 impl Proc {
@@ -27,7 +28,10 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Proc { child })
+        Ok(Proc {
+            child,
+            log: log.to_path_buf(),
+        })
     }
 }
 
@@ -50,7 +54,30 @@ impl Drop for Proc {
 pub struct Cluster {
     pub client_urls: Vec<String>,
     /// Held so the members stop when the cluster is dropped.
-    pub _procs: Vec<Proc>,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    /// A member that has exited, with the end of its log: a port picked as free can be taken
+    /// by another process before the member binds it, and then the member exits at once.
+    pub fn exited_member(&mut self) -> Option<String> {
+        for p in &mut self.procs {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let mut tail: Vec<&str> = tail.into_iter().rev().collect();
+                if tail.is_empty() {
+                    tail.push("(empty)");
+                }
+                return Some(format!(
+                    "a member exited ({status}); the end of {}:\n{}",
+                    p.log.display(),
+                    tail.join("\n")
+                ));
+            }
+        }
+        None
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -182,10 +209,7 @@ pub fn start_kvstore(bin: &Path, dir: &Path) -> anyhow::Result<Cluster> {
         procs.push(Proc::start(bin, &args, &dir.join(format!("{name}.log")))?);
         client_urls.push(format!("http://127.0.0.1:{cp}"));
     }
-    Ok(Cluster {
-        client_urls,
-        _procs: procs,
-    })
+    Ok(Cluster { client_urls, procs })
 }
 
 /// Start 3 etcd members with data under `dir` (etcd's defaults otherwise: fsync on, 100 ms
@@ -231,8 +255,5 @@ pub fn start_etcd(bin: &Path, dir: &Path) -> anyhow::Result<Cluster> {
         procs.push(Proc::start(bin, &args, &dir.join(format!("{name}.log")))?);
         client_urls.push(client);
     }
-    Ok(Cluster {
-        client_urls,
-        _procs: procs,
-    })
+    Ok(Cluster { client_urls, procs })
 }
