@@ -168,7 +168,7 @@ fn apply_entries(
     collect: bool,
 ) -> Result<Applied, KvError> {
     let mut cluster_id = None;
-    let mut a = Applier::new(t, collect)?;
+    let mut a = Applier::new(t, collect);
     let from = a.revision() + 1;
     let mut results = Vec::with_capacity(entries.len());
     let mut early = Vec::new();

@@ -383,7 +383,7 @@ mod tests {
     fn put(store: &Store, hub: &WatchHub, key: &str, with_events: bool) -> i64 {
         let (from, to, events) = {
             let mut tables = store.write();
-            let mut a = Applier::new(&mut tables, with_events).unwrap();
+            let mut a = Applier::new(&mut tables, with_events);
             let from = a.revision() + 1;
             a.apply(
                 &Command::Put(PutRequest {
@@ -507,7 +507,7 @@ mod tests {
         // A write the broadcast never carried, then a reset: the watcher reads history.
         {
             let mut tables = store.write();
-            let mut a = Applier::new(&mut tables, false).unwrap();
+            let mut a = Applier::new(&mut tables, false);
             a.apply(
                 &Command::Put(PutRequest {
                     key: "a".into(),

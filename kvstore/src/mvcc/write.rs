@@ -50,13 +50,13 @@ struct Rev {
 
 impl<'t> Applier<'t> {
     /// `collect_events`: build watch events (with prev_kv) for what is written.
-    pub fn new(t: &'t mut Tables, collect_events: bool) -> Result<Self, KvError> {
-        Ok(Applier {
+    pub fn new(t: &'t mut Tables, collect_events: bool) -> Self {
+        Applier {
             t,
             collect_events,
             events: Vec::new(),
             lease_changes: Vec::new(),
-        })
+        }
     }
 
     pub fn revision(&self) -> i64 {
