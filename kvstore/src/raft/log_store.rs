@@ -24,7 +24,7 @@
 //! loses at most entries that no client and no follower's state machine has seen.
 //! Membership entries are always reported after the fsync (openraft acts on their commit itself).
 //!
-//! The most recent entries are also kept in memory ([`CACHE_ENTRIES`]): replication to
+//! The most recent entries are also kept in memory ([`CACHE_ENTRIES`], [`CACHE_BYTES`]): replication to
 //! followers and the state machine read them from there instead of decoding them from disk;
 //! reads that miss it run on the calling thread (short redb reads from the page cache).
 
@@ -57,14 +57,61 @@ type SE = StorageError<NodeId>;
 /// How often the committed pointer is written at most.
 const COMMITTED_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Entries kept in memory after they are appended.
+/// Entries kept in memory after they are appended: at most this many ...
 const CACHE_ENTRIES: usize = 4096;
+/// ... and about this many bytes (a batch at 256 clients is a few hundred KiB, so 4096 of
+/// them would be gigabytes).
+const CACHE_BYTES: usize = 64 << 20;
+
+/// The newest entries, with their approximate total size.
+#[derive(Default)]
+struct Cache {
+    entries: BTreeMap<u64, Entry>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, e: Entry) {
+        self.bytes += entry_size(&e);
+        if let Some(old) = self.entries.insert(e.log_id.index, e) {
+            self.bytes = self.bytes.saturating_sub(entry_size(&old));
+        }
+    }
+
+    fn pop_first(&mut self) {
+        if let Some((_, e)) = self.entries.pop_first() {
+            self.bytes = self.bytes.saturating_sub(entry_size(&e));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|i, _| keep(*i));
+        self.bytes = self.entries.values().map(entry_size).sum();
+    }
+
+    fn over(&self) -> bool {
+        self.entries.len() > CACHE_ENTRIES || self.bytes > CACHE_BYTES
+    }
+}
+
+/// An entry's approximate size in memory.
+fn entry_size(e: &Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(batch) => 64 + batch.0.iter().map(|c| c.approx_size()).sum::<usize>(),
+        _ => 64,
+    }
+}
 
 /// Cheap to clone: clones share the database and the cache (a clone is the log reader).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    cache: Arc<Mutex<Cache>>,
     /// Counts completed appends, so the proposer can form the next batch while one flushes.
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     /// The last log index on disk: cached entries after it are never evicted.
@@ -434,6 +481,7 @@ impl LogStore {
             let mut cache = self.cache();
             // Appends are contiguous; anything else (after a restart) starts it anew.
             let follows = cache
+                .entries
                 .keys()
                 .next_back()
                 .is_none_or(|last| first_index == last + 1);
@@ -442,16 +490,19 @@ impl LogStore {
             }
             if early {
                 // Registered before the job is queued: the writer pops it when done.
-                let prev = cache.values().next_back().map(|e| e.log_id);
+                let prev = cache.entries.values().next_back().map(|e| e.log_id);
                 self.early.push(first_index, prev);
             }
             for e in entries {
-                cache.insert(e.log_id.index, e);
+                cache.insert(e);
             }
             // Only entries already on disk may leave the cache.
             let on_disk = self.flushed_index.load(Ordering::SeqCst);
-            while cache.len() > CACHE_ENTRIES
-                && cache.first_key_value().is_some_and(|(i, _)| *i <= on_disk)
+            while cache.over()
+                && cache
+                    .entries
+                    .first_key_value()
+                    .is_some_and(|(i, _)| *i <= on_disk)
             {
                 cache.pop_first();
             }
@@ -497,14 +548,14 @@ impl LogStore {
         Ok(())
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The entries of `range` if the cache holds all of them.
     fn cached<RB: RangeBounds<u64>>(&self, range: &RB) -> Option<Vec<Entry>> {
         let cache = self.cache();
-        let first = *cache.keys().next()?;
+        let first = *cache.entries.keys().next()?;
         let start = match range.start_bound() {
             Bound::Included(s) => *s,
             Bound::Excluded(s) => s + 1,
@@ -514,6 +565,7 @@ impl LogStore {
             return None;
         }
         let out: Vec<Entry> = cache
+            .entries
             .range((range.start_bound().cloned(), range.end_bound().cloned()))
             .map(|(_, e)| e.clone())
             .collect();
@@ -532,7 +584,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         // From the disk up to the cache, then from the cache: the leader's newest entries may
         // not be on disk yet (see [`EarlyAcks`]), and the cache has every entry from its first.
-        let cache_start = self.cache().keys().next().copied();
+        let cache_start = self.cache().entries.keys().next().copied();
         let txn = self.db.begin_read().map_err(read_err)?;
         let t = txn.open_table(LOGS).map_err(read_err)?;
         let mut out = Vec::new();
@@ -557,7 +609,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let from = start.max(c);
             if let Some(end) = end.filter(|e| *e >= from) {
                 let cache = self.cache();
-                out.extend(cache.range(from..=end).map(|(_, e)| e.clone()));
+                out.extend(cache.entries.range(from..=end).map(|(_, e)| e.clone()));
             }
         }
         Ok(out)
@@ -636,7 +688,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
-        self.cache().retain(|i, _| *i < log_id.index);
+        self.cache().retain(|i| i < log_id.index);
         self.flushed_index
             .fetch_min(log_id.index.saturating_sub(1), Ordering::SeqCst);
         self.write(LogEnd::Truncated(log_id.index), move |txn| {
@@ -648,7 +700,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SE> {
-        self.cache().retain(|i, _| *i > log_id.index);
+        self.cache().retain(|i| i > log_id.index);
         let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
         self.write(LogEnd::Same, move |txn| {
             txn.open_table(STATE)?
@@ -669,7 +721,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership};
 
     use super::*;
-    use crate::command::Batch;
+    use crate::command::{Batch, Command};
     use crate::raft::Node;
 
     const ME: NodeId = 1;
@@ -832,5 +884,39 @@ mod tests {
 
         // An entry of its own from an earlier term (handed back by a later leader) waits too.
         acknowledged_after_the_disk(&log, vec![entry(1, ME, 2)]).await;
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_size_and_evicted_entries_are_read_from_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = store(&dir, OTHER).await;
+        let big = |index: u64| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, OTHER), index),
+            payload: EntryPayload::Normal(Batch::new(vec![Command::Put(
+                client::kv::proto::PutRequest {
+                    key: format!("k{index}"),
+                    value: "v".repeat(1 << 20),
+                    ..Default::default()
+                },
+            )])),
+        };
+        for i in 1..=100 {
+            acked(append(&log, vec![big(i)])).await;
+        }
+        {
+            let cache = log.cache();
+            assert!(cache.bytes <= CACHE_BYTES, "{} bytes cached", cache.bytes);
+            assert!(cache.entries.len() < 100, "nothing was evicted");
+            let first = *cache.entries.keys().next().expect("cached entries");
+            assert!(first > 1, "entry 1 is still cached");
+        }
+        let mut reader = log.clone();
+        let all = reader.try_get_log_entries(1..=100).await.expect("read");
+        let indexes: Vec<u64> = all.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (1..=100).collect::<Vec<_>>());
+        let EntryPayload::Normal(b) = &all[0].payload else {
+            panic!("entry 1 is not a batch");
+        };
+        assert!(matches!(&b.0[0], Command::Put(p) if p.key == "k1" && p.value.len() == 1 << 20));
     }
 }
