@@ -344,6 +344,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 Some(b) => serde_json::from_slice(&b).map_err(snap_err)?,
                 None => Membership::default(),
             };
+            let started = std::time::Instant::now();
             let image = r.dump().map_err(snap_err)?;
             let millis = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -359,6 +360,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             // Durable before openraft purges the log it covers.
             save_snapshot(&dir, &meta, &image)?;
+            tracing::info!(
+                index = last.map_or(0, |l| l.index),
+                bytes = image.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot built and saved"
+            );
             Ok(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(image)),

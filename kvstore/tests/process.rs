@@ -288,3 +288,51 @@ fn bad_flags_fail_with_one_line() {
         assert!(err.starts_with("kvstore: "), "{args:?}: {err}");
     }
 }
+
+/// Few entries but many bytes: snapshots are also taken by log size (at 256 clients an entry
+/// is a batch of a few hundred KiB), and a restart comes back from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_also_taken_by_log_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, pp) = (free_port(), free_port());
+    let env = [("KVSTORE_SNAPSHOT_BYTES", "20000")];
+    let p = spawn_with(dir.path(), cp, pp, &env);
+    wait_healthy(&p.url, Duration::from_secs(30)).await;
+    let c = KvClient::new(vec![p.url.clone()]).unwrap();
+    // ~2 KB per entry: far below the 10 000 entries of the count policy, past 20 000 bytes.
+    for i in 0..40 {
+        c.put(&PutRequest {
+            key: format!("/big/{i}"),
+            value: "x".repeat(2000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let snapshot = dir.path().join("data/snapshot/snapshot");
+    eventually(Duration::from_secs(20), || {
+        std::future::ready(snapshot.exists() && log(dir.path()).contains("snapshot built"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("no snapshot by size:\n{}", log(dir.path())));
+    assert!(
+        log(dir.path()).contains("that much log appended"),
+        "{}",
+        log(dir.path())
+    );
+    let before = c.range(&all()).await.unwrap();
+    assert_eq!(before.kvs.len(), 40);
+    p.signal_and_wait(Signal::SIGKILL).await;
+
+    let p = spawn_with(dir.path(), cp, pp, &env);
+    wait_healthy(&p.url, Duration::from_secs(30)).await;
+    let after = c.range(&all()).await.unwrap();
+    assert_eq!(after.kvs, before.kvs, "{}", log(dir.path()));
+    assert!(
+        log(dir.path()).contains("restored the latest snapshot"),
+        "{}",
+        log(dir.path())
+    );
+    let status = p.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success(), "{status:?}\n{}", log(dir.path()));
+}

@@ -116,6 +116,8 @@ pub struct LogStore {
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     /// The last log index on disk: cached entries after it are never evicted.
     flushed_index: Arc<AtomicU64>,
+    /// Bytes of entries appended since the start (snapshots are also taken by log size).
+    appended_bytes: Arc<AtomicU64>,
     writer: std::sync::mpsc::Sender<Job>,
     /// The committed pointer not yet written (see the module documentation).
     committed: Arc<Mutex<Option<LogId<NodeId>>>>,
@@ -377,6 +379,7 @@ impl LogStore {
             cache: Arc::default(),
             flushed,
             flushed_index,
+            appended_bytes: Arc::default(),
             writer: tx,
             committed,
             me: Arc::default(),
@@ -415,6 +418,11 @@ impl LogStore {
     /// The number of appends flushed so far (changes after each one).
     pub fn flushed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.flushed.subscribe()
+    }
+
+    /// Bytes of entries appended since this store was opened.
+    pub fn appended_bytes(&self) -> Arc<AtomicU64> {
+        self.appended_bytes.clone()
     }
 
     /// Whether other handles (log readers held by Raft tasks) are still alive.
@@ -467,9 +475,13 @@ impl LogStore {
     fn append_entries(&self, entries: Vec<Entry>, callback: Flushed) -> Result<(), SE> {
         tracing::trace!("write path: append start");
         let mut rows = Vec::with_capacity(entries.len());
+        let mut bytes = 0;
         for e in &entries {
-            rows.push((e.log_id.index, serde_json::to_vec(e).map_err(write_err)?));
+            let row = serde_json::to_vec(e).map_err(write_err)?;
+            bytes += row.len() as u64;
+            rows.push((e.log_id.index, row));
         }
+        self.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             callback(Ok(()));
             return Ok(());

@@ -57,6 +57,45 @@ fn snapshot_logs() -> u64 {
         .unwrap_or(10_000)
 }
 
+/// Bytes of log between snapshots, whatever the number of entries: at 256 clients an entry is
+/// a batch of a few hundred KiB, and the log behind 10 000 of them would be gigabytes on disk.
+/// `KVSTORE_SNAPSHOT_BYTES` overrides it.
+fn snapshot_bytes() -> u64 {
+    std::env::var("KVSTORE_SNAPSHOT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(256 << 20)
+}
+
+/// Ask openraft for a snapshot whenever `snapshot_bytes()` more of log were appended.
+fn snapshot_by_size(raft: Raft, appended: Arc<std::sync::atomic::AtomicU64>) {
+    let limit = snapshot_bytes();
+    tokio::spawn(async move {
+        let mut last = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if raft.metrics().borrow().running_state.is_err() {
+                return;
+            }
+            let now = appended.load(std::sync::atomic::Ordering::Relaxed);
+            if now.saturating_sub(last) < limit {
+                continue;
+            }
+            last = now;
+            tracing::info!(
+                bytes = limit,
+                "snapshot: that much log appended since the last one asked for"
+            );
+            // Fails only once Raft has stopped.
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// A member's Raft id: a stable hash (FNV-1a) of its name, never 0.
 pub fn node_id(name: &str) -> NodeId {
     fnv1a(name.as_bytes()).max(1)
@@ -206,7 +245,9 @@ impl RaftNode {
         let pacer = Arc::new(pacing::CommitPacer::default());
         let network = Network::new(early.clone(), pacer.clone())?;
         let flushed = log.flushed();
+        let appended = log.appended_bytes();
         let raft = Raft::new(opts.id, Arc::new(config), network.clone(), log, sm).await?;
+        snapshot_by_size(raft.clone(), appended);
         {
             // Followers hear a commit index held back for the leader's disk once it is there,
             // and one held back by the pacer once it falls due.
