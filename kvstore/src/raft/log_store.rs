@@ -63,24 +63,24 @@ const CACHE_ENTRIES: usize = 4096;
 /// them would be gigabytes).
 const CACHE_BYTES: usize = 64 << 20;
 
-/// The newest entries, with their approximate total size.
+/// The newest entries, each with its size as written to the log, and their total.
 #[derive(Default)]
 struct Cache {
-    entries: BTreeMap<u64, Entry>,
+    entries: BTreeMap<u64, (Entry, usize)>,
     bytes: usize,
 }
 
 impl Cache {
-    fn insert(&mut self, e: Entry) {
-        self.bytes += entry_size(&e);
-        if let Some(old) = self.entries.insert(e.log_id.index, e) {
-            self.bytes = self.bytes.saturating_sub(entry_size(&old));
+    fn insert(&mut self, e: Entry, size: usize) {
+        self.bytes += size;
+        if let Some((_, old)) = self.entries.insert(e.log_id.index, (e, size)) {
+            self.bytes = self.bytes.saturating_sub(old);
         }
     }
 
     fn pop_first(&mut self) {
-        if let Some((_, e)) = self.entries.pop_first() {
-            self.bytes = self.bytes.saturating_sub(entry_size(&e));
+        if let Some((_, (_, size))) = self.entries.pop_first() {
+            self.bytes = self.bytes.saturating_sub(size);
         }
     }
 
@@ -91,19 +91,11 @@ impl Cache {
 
     fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         self.entries.retain(|i, _| keep(*i));
-        self.bytes = self.entries.values().map(entry_size).sum();
+        self.bytes = self.entries.values().map(|(_, size)| size).sum();
     }
 
     fn over(&self) -> bool {
         self.entries.len() > CACHE_ENTRIES || self.bytes > CACHE_BYTES
-    }
-}
-
-/// An entry's approximate size in memory.
-fn entry_size(e: &Entry) -> usize {
-    match &e.payload {
-        EntryPayload::Normal(batch) => 64 + batch.0.iter().map(|c| c.approx_size()).sum::<usize>(),
-        _ => 64,
     }
 }
 
@@ -475,13 +467,12 @@ impl LogStore {
     fn append_entries(&self, entries: Vec<Entry>, callback: Flushed) -> Result<(), SE> {
         tracing::trace!("write path: append start");
         let mut rows = Vec::with_capacity(entries.len());
-        let mut bytes = 0;
         for e in &entries {
-            let row = serde_json::to_vec(e).map_err(write_err)?;
-            bytes += row.len() as u64;
-            rows.push((e.log_id.index, row));
+            rows.push((e.log_id.index, serde_json::to_vec(e).map_err(write_err)?));
         }
-        self.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let sizes: Vec<usize> = rows.iter().map(|(_, row)| row.len()).collect();
+        self.appended_bytes
+            .fetch_add(sizes.iter().sum::<usize>() as u64, Ordering::Relaxed);
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             callback(Ok(()));
             return Ok(());
@@ -502,11 +493,11 @@ impl LogStore {
             }
             if early {
                 // Registered before the job is queued: the writer pops it when done.
-                let prev = cache.entries.values().next_back().map(|e| e.log_id);
+                let prev = cache.entries.values().next_back().map(|(e, _)| e.log_id);
                 self.early.push(first_index, prev);
             }
-            for e in entries {
-                cache.insert(e);
+            for (e, size) in entries.into_iter().zip(sizes) {
+                cache.insert(e, size);
             }
             // Only entries already on disk may leave the cache.
             let on_disk = self.flushed_index.load(Ordering::SeqCst);
@@ -579,7 +570,7 @@ impl LogStore {
         let out: Vec<Entry> = cache
             .entries
             .range((range.start_bound().cloned(), range.end_bound().cloned()))
-            .map(|(_, e)| e.clone())
+            .map(|(_, (e, _))| e.clone())
             .collect();
         // Contiguous from `start`: the cache holds every entry from its first on.
         Some(out)
@@ -621,7 +612,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let from = start.max(c);
             if let Some(end) = end.filter(|e| *e >= from) {
                 let cache = self.cache();
-                out.extend(cache.entries.range(from..=end).map(|(_, e)| e.clone()));
+                out.extend(cache.entries.range(from..=end).map(|(_, (e, _))| e.clone()));
             }
         }
         Ok(out)
