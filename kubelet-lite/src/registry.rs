@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::logs::LogHandle;
+use crate::runtime::ExecTarget;
 
 #[derive(Clone, Debug, Default)]
 pub struct ContainerEntry {
@@ -15,6 +16,8 @@ pub struct ContainerEntry {
     pub log: Option<Arc<LogHandle>>,
     /// Why the container is not running (`ContainerCreating`, `CreateContainerConfigError`…).
     pub waiting_reason: String,
+    /// Where `kubectl exec` runs commands, while the container runs.
+    pub exec: Option<ExecTarget>,
 }
 
 #[derive(Clone, Debug, Default)]

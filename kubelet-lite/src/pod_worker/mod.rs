@@ -37,7 +37,7 @@ use crate::env::{self, ConfigMaps, PodFacts};
 use crate::logs::LogHandle;
 use crate::prober::{self, Action, Kind, Probes};
 use crate::registry::{ContainerEntry, PodEntry};
-use crate::runtime::{ContainerSpec, Running, StopSignal};
+use crate::runtime::{ContainerSpec, ExecTarget, Running, StopSignal};
 use crate::state::{PodRecord, ProcRecord};
 use crate::status::{self, ContainerView, Current, PodFactsForStatus};
 use crate::volumes;

@@ -53,12 +53,18 @@ impl Worker {
                     Current::Waiting { reason, .. } => reason.clone(),
                     _ => String::new(),
                 };
+                let exec = c.running.as_ref().map(|r| ExecTarget {
+                    container_id: r.id.clone(),
+                    env: c.probe_target.env.clone(),
+                    working_dir: c.probe_target.working_dir.clone(),
+                });
                 (
                     c.name.clone(),
                     ContainerEntry {
                         restart_count: c.restart_count,
                         log,
                         waiting_reason,
+                        exec,
                     },
                 )
             })

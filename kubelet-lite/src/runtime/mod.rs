@@ -107,6 +107,54 @@ impl Running {
     }
 }
 
+/// Where `kubectl exec` and exec probes run a command: a running container, as the runtime
+/// knows it, with what the process runtime needs to imitate one (its environment and directory).
+#[derive(Clone, Debug, Default)]
+pub struct ExecTarget {
+    /// The runtime's id of the container ([`Running::id`]).
+    pub container_id: String,
+    pub env: Vec<(String, String)>,
+    pub working_dir: PathBuf,
+}
+
+/// What to run, and which streams the client wants (as `pods/exec`'s query says).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// A terminal's size, as `kubectl exec -t` sends it on the resize channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TermSize {
+    pub width: u16,
+    pub height: u16,
+}
+
+/// The runtime's end of an exec session's streams. `stdin` ends (the sender is dropped) when
+/// the client closes its input; output senders are dropped by the runtime when the command is
+/// done. With a TTY, stderr is merged into stdout (as in Kubernetes).
+pub struct ExecIo {
+    pub stdin: mpsc::Receiver<bytes::Bytes>,
+    pub stdout: mpsc::Sender<bytes::Bytes>,
+    pub stderr: mpsc::Sender<bytes::Bytes>,
+    pub resize: mpsc::Receiver<TermSize>,
+}
+
+/// What a command run to completion printed, and how it ended (an exec probe).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A boxed future, as the runtime trait's async methods return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Signals a pod worker sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopSignal {
@@ -145,4 +193,18 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The container's exit has been recorded: forget what the runtime kept for it.
     fn release(&self, _c: &Running) {}
+
+    /// Run a command in a running container with its streams attached (`kubectl exec`).
+    /// Returns the command's exit code; `Err` when it could not be run at all.
+    fn exec<'a>(
+        &'a self,
+        _target: &'a ExecTarget,
+        _req: ExecRequest,
+        _io: ExecIo,
+    ) -> BoxFuture<'a, Result<i32, String>> {
+        Box::pin(std::future::ready(Err(format!(
+            "exec is not supported by the {} runtime",
+            self.version()
+        ))))
+    }
 }
