@@ -68,8 +68,7 @@ impl Client {
             }));
         Ok(Client {
             endpoint: endpoint.to_string(),
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(64 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
             image: ImageServiceClient::new(channel).max_decoding_message_size(64 << 20),
             timeout: DEFAULT_TIMEOUT,
         })

@@ -13,7 +13,7 @@ use crate::cgroups::Cgroups;
 use crate::dirs::Dirs;
 use crate::ip_alloc::IpAllocator;
 use crate::registry::Registry;
-use crate::runtime::{ContainerSpec, Running, Runtime};
+use crate::runtime::{ContainerSpec, Running, Runtime, Sandbox};
 use crate::state::{ProcRecord, StateStore};
 
 /// A container an earlier kubelet started that this one re-attached to.
@@ -59,11 +59,21 @@ pub struct Context {
     /// Re-adopted containers by pod uid and container name, until their pod's worker (or the
     /// garbage collection of pods that are gone) takes them.
     pub adopted: Mutex<HashMap<String, HashMap<String, Adopted>>>,
+    /// Pod sandboxes found in the runtime at start-up, by pod uid, until their pod's worker
+    /// (or the garbage collection of pods that are gone) takes them.
+    pub adopted_sandboxes: Mutex<HashMap<String, Sandbox>>,
 }
 
 impl Context {
     pub fn ips(&self) -> MutexGuard<'_, IpAllocator> {
         self.ips.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn take_adopted_sandbox(&self, uid: &str) -> Option<Sandbox> {
+        self.adopted_sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid)
     }
 
     pub fn take_adopted(&self, uid: &str) -> HashMap<String, Adopted> {

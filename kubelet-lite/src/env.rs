@@ -191,6 +191,20 @@ pub fn command_line(container: &Container, env: &BTreeMap<String, String>) -> Ve
         .collect()
 }
 
+/// `command` and `args` apart, each expanded against the container's environment: what an
+/// image runtime is given (it falls back on the image's entrypoint and cmd).
+pub fn command_and_args(
+    container: &Container,
+    env: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>) {
+    let expand_all = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|s| expand(s, |name| env.get(name).cloned()))
+            .collect()
+    };
+    (expand_all(&container.command), expand_all(&container.args))
+}
+
 /// The value of a `fieldRef`.
 pub fn field_value(pod: &Pod, facts: &PodFacts, path: &str) -> Result<String, EnvError> {
     let m = &pod.metadata;

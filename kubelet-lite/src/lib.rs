@@ -108,13 +108,26 @@ pub struct Config {
     /// outlive a kubelet restart: the kubelet binaries pass themselves. `None`: containers are
     /// direct children of this process and are stopped with it.
     pub shim_program: Option<PathBuf>,
+    /// With [`RuntimeKind::Cri`]: the runtime's socket (`--container-runtime-endpoint`).
+    pub container_runtime_endpoint: String,
+    /// With [`RuntimeKind::Cri`]: where the runtime reads CNI configs (`--cni-conf-dir`);
+    /// kubelet-lite writes the node's there. `None`: the network is configured by someone else.
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `--cluster-dns` / `--cluster-domain`: what pods with `dnsPolicy: ClusterFirst` resolve
+    /// with (CRI runtime).
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RuntimeKind {
+    /// Containers are host processes on loopback pod IPs.
     #[default]
     Process,
+    /// Nothing runs (kwok-style).
     Fake,
+    /// Real containers through the CRI (containerd, CRI-O).
+    Cri,
 }
 
 impl Config {
@@ -147,6 +160,10 @@ impl Config {
             register_with_taints: Vec::new(),
             container_log_max_size: 10 << 20,
             shim_program: None,
+            container_runtime_endpoint: "unix:///run/containerd/containerd.sock".into(),
+            cni_conf_dir: None,
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
         }
     }
 }
@@ -197,7 +214,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
     let cidr = Cidr::parse(&config.pod_cidr).map_err(anyhow::Error::msg)?;
-    if !cidr.is_loopback() {
+    if !cidr.is_loopback() && config.runtime != RuntimeKind::Cri {
         bail!(
             "pod CIDR {cidr} is not inside 127.0.0.0/8: the process runtime gives pods loopback addresses"
         );
@@ -235,6 +252,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &config.server,
         &format!("kubelet-lite/{}", config.node_name),
     )?;
+    // Ends the kubelet's helpers (server, node agent, the runtime's relist loop) once every
+    // pod worker has stopped.
+    let aux = CancellationToken::new();
     let runtime: Arc<dyn Runtime> = match config.runtime {
         RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime {
             shim: config
@@ -246,11 +266,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }),
         }),
         RuntimeKind::Fake => Arc::new(runtime::fake::FakeRuntime::default()),
+        RuntimeKind::Cri => {
+            let host_dns = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let cri = runtime::cri::CriRuntime::connect(
+                runtime::cri::CriConfig {
+                    endpoint: config.container_runtime_endpoint.clone(),
+                    node: runtime::cri::config::NodeSettings {
+                        node_name: config.node_name.clone(),
+                        cluster_dns: config.cluster_dns.clone(),
+                        cluster_domain: config.cluster_domain.clone(),
+                        host_dns: runtime::cri::config::parse_resolv_conf(&host_dns),
+                    },
+                    node_memory: allocatable.memory,
+                    dirs: dirs.clone(),
+                    cni_conf_dir: config.cni_conf_dir.clone(),
+                    pod_cidr: cidr.to_string(),
+                    relist_period: Duration::from_secs(1),
+                    connect_timeout: Duration::from_secs(30),
+                    log_max_size: config.container_log_max_size,
+                },
+                aux.clone(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            Arc::new(cri)
+        }
     };
     let cgroups = match config.runtime {
         RuntimeKind::Process => cgroups::Cgroups::detect(),
         RuntimeKind::Fake => cgroups::Cgroups::Unavailable {
             reason: "the fake runtime runs no processes".into(),
+        },
+        RuntimeKind::Cri => cgroups::Cgroups::Unavailable {
+            reason: "the container runtime enforces limits".into(),
         },
     };
     tracing::info!(node = %config.node_name, cgroups = ?cgroups, "memory limits");
@@ -282,6 +330,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         container_log_max_size: config.container_log_max_size,
         cgroups: cgroups.clone(),
         adopted: Mutex::new(Default::default()),
+        adopted_sandboxes: Mutex::new(Default::default()),
     });
     tracing::info!(node = %config.node_name, server = %config.server, root = %root.display(),
         pod_cidr = %cidr, port, "kubelet-lite starting");
@@ -289,7 +338,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // What an earlier kubelet left running is re-adopted (or stopped) before anything starts.
     pod_manager::restore(&ctx).await;
 
-    let aux = CancellationToken::new();
     let server_task = tokio::spawn(server::serve(
         config.listener,
         server::ServerState {
@@ -313,11 +361,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             capacity,
             machine,
-            runtime_version: runtime.version().to_string(),
+            runtime_version: runtime.version(),
             taints: config.register_with_taints.clone(),
             memory_limits: (config.runtime == RuntimeKind::Process).then(|| cgroups.condition()),
         },
         client,
+        runtime: runtime.clone(),
         heartbeat_interval: config.heartbeat_interval,
         status_interval: config.node_status_interval,
     };

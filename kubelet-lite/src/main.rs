@@ -28,7 +28,8 @@ struct Args {
     /// Sandboxes, logs and state (default: .kubelet-lite/<node-name>).
     #[arg(long)]
     root_dir: Option<PathBuf>,
-    /// Pod IP range inside 127.0.0.0/8 (default: 127.X.0.0/16, X from a hash of the node name).
+    /// Pod IP range: inside 127.0.0.0/8 for the process runtime (default: 127.X.0.0/16, X from
+    /// a hash of the node name); any range with `--runtime cri` (default: 10.244.X.0/24).
     #[arg(long)]
     pod_cidr: Option<String>,
     /// CPU capacity to report, e.g. 4 or 3500m (default: the machine's CPU count).
@@ -49,9 +50,24 @@ struct Args {
     /// How often ConfigMap volumes are refreshed, in seconds.
     #[arg(long, default_value_t = 60.0)]
     sync_frequency: f64,
-    /// `process`: containers are host processes; `fake`: nothing runs (kwok-style, for scale).
-    #[arg(long, default_value = "process", value_parser = ["process", "fake"])]
+    /// `process`: containers are host processes; `cri`: real containers through a CRI runtime
+    /// (containerd); `fake`: nothing runs (kwok-style, for scale).
+    #[arg(long, default_value = "process", value_parser = ["process", "cri", "fake"])]
     runtime: String,
+    /// With `--runtime cri`: the CRI runtime's socket.
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    container_runtime_endpoint: String,
+    /// With `--runtime cri`: the directory the runtime reads CNI configs from; kubelet-lite
+    /// writes the node's pod network there (a bridge over --pod-cidr). Empty: leave the
+    /// network to someone else.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// DNS servers for pods with `dnsPolicy: ClusterFirst` (comma-separated); none: the node's.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// With `--runtime fake`: register this many nodes, `<node-name>-0` … `<node-name>-<N-1>`,
     /// each on its own port.
     #[arg(long, default_value_t = 0)]
@@ -156,7 +172,16 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     let root_dir = args
         .root_dir
         .unwrap_or_else(|| PathBuf::from(".kubelet-lite").join(&node_name));
+    let cri = args.runtime == "cri";
     let mut c = kubelet_lite::Config::new(args.server, node_name, listener, root_dir);
+    if cri {
+        c.runtime = kubelet_lite::RuntimeKind::Cri;
+        c.pod_cidr = kubelet_lite::ip_alloc::default_cri_pod_cidr(&c.node_name);
+        c.container_runtime_endpoint = args.container_runtime_endpoint;
+        c.cni_conf_dir = (!args.cni_conf_dir.as_os_str().is_empty()).then_some(args.cni_conf_dir);
+        c.cluster_dns = args.cluster_dns;
+        c.cluster_domain = args.cluster_domain;
+    }
     if let Some(cidr) = args.pod_cidr {
         c.pod_cidr = cidr;
     }
@@ -174,7 +199,9 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     }
     c.restart_backoff_max = c.restart_backoff_base.max(Duration::from_secs(300));
     // Containers run under this very binary as their shim, so they survive a restart of it.
-    c.shim_program = std::env::current_exe().ok();
+    if !cri {
+        c.shim_program = std::env::current_exe().ok();
+    }
     Ok(c)
 }
 

@@ -83,8 +83,17 @@ pub fn node_labels(
 }
 
 /// The four conditions, all heartbeating at `now`; transition times kept from `old` when the
-/// status did not change.
-pub fn node_conditions(old: Option<&NodeStatus>, now: Time) -> Vec<NodeCondition> {
+/// status did not change. `runtime_problem`: why the container runtime cannot run pods (the
+/// node is then not Ready, as the kubelet reports a runtime that is down).
+pub fn node_conditions(
+    old: Option<&NodeStatus>,
+    now: Time,
+    runtime_problem: Option<&str>,
+) -> Vec<NodeCondition> {
+    let ready = match runtime_problem {
+        None => ("True", "KubeletReady", "kubelet is posting ready status"),
+        Some(p) => ("False", "KubeletNotReady", p),
+    };
     let specs = [
         (
             "MemoryPressure",
@@ -104,12 +113,7 @@ pub fn node_conditions(old: Option<&NodeStatus>, now: Time) -> Vec<NodeCondition
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
         ),
-        (
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
+        ("Ready", ready.0, ready.1, ready.2),
     ];
     specs
         .iter()
@@ -142,14 +146,19 @@ pub fn condition(
 }
 
 impl NodeInfo {
-    pub fn status(&self, old: Option<&NodeStatus>, now: Time) -> NodeStatus {
+    pub fn status(
+        &self,
+        old: Option<&NodeStatus>,
+        now: Time,
+        runtime_problem: Option<&str>,
+    ) -> NodeStatus {
         let m = &self.machine;
         NodeStatus {
             capacity: self.capacity.clone(),
             allocatable: self.capacity.clone(),
             phase: String::new(),
             conditions: {
-                let mut c = node_conditions(old, now);
+                let mut c = node_conditions(old, now, runtime_problem);
                 // kube-lite's own: whether container memory limits are enforced (cgroups).
                 if let Some((status, reason, message)) = &self.memory_limits {
                     c.push(condition(
@@ -207,7 +216,7 @@ impl NodeInfo {
                 taints: self.taints.clone(),
                 ..Default::default()
             },
-            status: Some(self.status(None, now)),
+            status: Some(self.status(None, now, None)),
             ..Default::default()
         };
         n.set_type_meta();
@@ -219,6 +228,8 @@ impl NodeInfo {
 pub struct NodeAgent {
     pub info: NodeInfo,
     pub client: Client,
+    /// Asked for its health at every heartbeat: a runtime that is down makes the node NotReady.
+    pub runtime: std::sync::Arc<dyn crate::runtime::Runtime>,
     pub heartbeat_interval: Duration,
     pub status_interval: Duration,
 }
@@ -257,14 +268,21 @@ impl NodeAgent {
         if changed {
             cur = api.replace(&self.info.name, &cur).await?;
         }
-        let n = self.patch_status(cur.status.as_ref()).await?;
+        let problem = self.runtime.health().await.err();
+        let n = self
+            .patch_status(cur.status.as_ref(), problem.as_deref())
+            .await?;
         tracing::info!(node = %self.info.name, "node re-registered (it existed)");
         Ok(n)
     }
 
     /// Write the full status (conditions heartbeating now).
-    async fn patch_status(&self, old: Option<&NodeStatus>) -> client::Result<Node> {
-        let status = self.info.status(old, Time::now());
+    async fn patch_status(
+        &self,
+        old: Option<&NodeStatus>,
+        runtime_problem: Option<&str>,
+    ) -> client::Result<Node> {
+        let status = self.info.status(old, Time::now(), runtime_problem);
         let patch = json!({ "status": status });
         self.nodes()
             .patch_status(&self.info.name, &Patch::Merge(&patch))
@@ -335,6 +353,12 @@ impl NodeAgent {
         };
         let mut lease: Option<Lease> = None;
         let mut last_status = tokio::time::Instant::now();
+        let recorder =
+            client::runtime::events::Recorder::new(self.client.clone(), "kubelet", &self.info.name);
+        let mut problem = node
+            .condition("Ready")
+            .filter(|c| c.status != "True")
+            .map(|c| c.message.clone());
         let mut tick = tokio::time::interval(self.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -345,10 +369,38 @@ impl NodeAgent {
             if let Err(e) = self.renew_lease(&mut lease, &node).await {
                 tracing::warn!(node = %self.info.name, error = %e, "cannot renew the node lease");
             }
-            if last_status.elapsed() < self.status_interval {
+            let now_problem = self.runtime.health().await.err();
+            let changed = now_problem != problem;
+            if changed {
+                let r = client::runtime::events::object_ref(&node);
+                match &now_problem {
+                    Some(p) => {
+                        tracing::warn!(node = %self.info.name, problem = %p, "node is not ready");
+                        recorder.normal(
+                            &r,
+                            "NodeNotReady",
+                            format!("Node {} status is now: NodeNotReady", self.info.name),
+                        );
+                        recorder.warning(&r, "ContainerRuntimeUnhealthy", p.clone());
+                    }
+                    None => {
+                        tracing::info!(node = %self.info.name, "node is ready again");
+                        recorder.normal(
+                            &r,
+                            "NodeReady",
+                            format!("Node {} status is now: NodeReady", self.info.name),
+                        );
+                    }
+                }
+                problem = now_problem;
+            }
+            if !changed && last_status.elapsed() < self.status_interval {
                 continue;
             }
-            match self.patch_status(node.status.as_ref()).await {
+            match self
+                .patch_status(node.status.as_ref(), problem.as_deref())
+                .await
+            {
                 Ok(n) => {
                     node = n;
                     last_status = tokio::time::Instant::now();
@@ -458,11 +510,32 @@ mod tests {
     #[test]
     fn heartbeats_move_but_transitions_stay() {
         let i = info();
-        let s0 = i.status(None, t(0));
-        let s1 = i.status(Some(&s0), t(60));
+        let s0 = i.status(None, t(0), None);
+        let s1 = i.status(Some(&s0), t(60), None);
         for c in &s1.conditions {
             assert_eq!(c.last_heartbeat_time, Some(t(60)));
             assert_eq!(c.last_transition_time, Some(t(0)));
         }
+    }
+
+    #[test]
+    fn a_runtime_that_is_down_makes_the_node_not_ready() {
+        let i = info();
+        let s0 = i.status(None, t(0), None);
+        let s1 = i.status(Some(&s0), t(10), Some("container runtime is down: x"));
+        let ready = s1
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("False", "KubeletNotReady", "container runtime is down: x")
+        );
+        assert_eq!(ready.last_transition_time, Some(t(10)));
     }
 }

@@ -73,7 +73,9 @@ pub async fn restore(ctx: &Context) -> HashSet<String> {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(rec.uid.clone(), adopted);
         }
-        if let Ok(ip) = rec.pod_ip.parse() {
+        if !ctx.runtime.isolated()
+            && let Ok(ip) = rec.pod_ip.parse()
+        {
             let r = ctx.ips().reserve(&rec.uid, ip);
             if let Err(e) = r {
                 tracing::warn!(uid = %rec.uid, error = %e, "cannot restore pod IP");
@@ -81,12 +83,67 @@ pub async fn restore(ctx: &Context) -> HashSet<String> {
         }
         uids.insert(rec.uid);
     }
+    // A runtime with labels (CRI) knows its pods itself.
+    for d in ctx.runtime.discover().await {
+        let key = format!("{}/{}", d.namespace, d.name);
+        if let Some(sb) = d.sandbox {
+            tracing::info!(pod = %key, sandbox = %sb.id, ip = %sb.ip, "re-adopted a pod sandbox");
+            ctx.adopted_sandboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d.uid.clone(), sb);
+        }
+        let mut adopted = HashMap::new();
+        for (name, running, spec) in d.containers {
+            tracing::info!(pod = %key, container = %name, id = %running.id,
+                exited = running.exited().is_some(), "re-adopted a container started by an earlier kubelet");
+            let record = crate::state::ProcRecord {
+                restart_count: spec.restart_count,
+                started_at: Some(running.started_at),
+                ..Default::default()
+            };
+            adopted.insert(
+                name,
+                Adopted {
+                    running,
+                    spec,
+                    record,
+                },
+            );
+        }
+        if !adopted.is_empty() {
+            ctx.adopted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d.uid.clone(), adopted);
+        }
+        uids.insert(d.uid);
+    }
     uids
 }
 
 /// Stop re-adopted containers, and remove state, IPs and sandboxes, of pods that are not on
 /// this node any more.
 async fn collect_garbage(ctx: &Context, live: &HashSet<String>) {
+    let orphans: Vec<(String, crate::runtime::Sandbox)> = {
+        let mut m = ctx
+            .adopted_sandboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = m.keys().filter(|u| !live.contains(*u)).cloned().collect();
+        gone.into_iter()
+            .filter_map(|u| m.remove(&u).map(|s| (u, s)))
+            .collect()
+    };
+    for (uid, sb) in orphans {
+        tracing::info!(uid = %uid, sandbox = %sb.id, "removing the sandbox of a pod that is gone");
+        for (_, a) in ctx.take_adopted(&uid) {
+            ctx.runtime.release(&a.running);
+        }
+        if let Err(e) = ctx.runtime.remove_sandbox(&sb).await {
+            tracing::warn!(uid = %uid, sandbox = %sb.id, error = %e, "cannot remove a sandbox");
+        }
+    }
     for rec in ctx.state.load_all() {
         if live.contains(&rec.uid) {
             continue;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use api::core::{Container, ContainerPort, Probe};
 use api::meta::IntOrString;
 
+use crate::runtime::{ExecTarget, Runtime};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Startup,
@@ -205,6 +207,8 @@ impl Probes {
 /// Where and how a probe runs: the pod's IP, the container's ports, environment and directory.
 #[derive(Clone, Debug, Default)]
 pub struct Target {
+    /// The runtime's id of the container (exec probes run in it).
+    pub container_id: String,
     pub pod_ip: String,
     pub ports: Vec<ContainerPort>,
     pub env: Vec<(String, String)>,
@@ -241,37 +245,28 @@ fn port(p: &IntOrString, ports: &[ContainerPort]) -> Result<u16, String> {
         .ok_or_else(|| format!("invalid port {n}"))
 }
 
-/// Run one check. `Err` carries the failure as Kubernetes words it (the event's message).
-pub async fn check(probe: &Probe, t: &Target) -> Result<(), String> {
+/// Run one check; exec probes run in the container through `runtime`. `Err` carries the
+/// failure as Kubernetes words it (the event's message).
+pub async fn check(probe: &Probe, t: &Target, runtime: &dyn Runtime) -> Result<(), String> {
     let timeout = secs(probe.timeout_seconds, 1);
     if let Some(exec) = &probe.exec {
-        let Some((prog, args)) = exec.command.split_first() else {
+        if exec.command.is_empty() {
             return Err("exec probe has no command".into());
+        }
+        let target = ExecTarget {
+            container_id: t.container_id.clone(),
+            env: t.env.clone(),
+            working_dir: t.working_dir.clone(),
         };
-        let mut cmd = tokio::process::Command::new(prog);
-        cmd.args(args)
-            .env_clear()
-            .envs(t.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&t.working_dir)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = match tokio::time::timeout(timeout, cmd.output()).await {
-            Err(_) => return Err(format!("command {:?} timed out", exec.command)),
-            Ok(Err(e)) => return Err(format!("command {:?} could not run: {e}", exec.command)),
-            Ok(Ok(o)) => o,
-        };
-        if out.status.success() {
+        let out = runtime.exec_sync(&target, &exec.command, timeout).await?;
+        if out.exit_code == 0 {
             return Ok(());
         }
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         let text = text.trim();
         return Err(if text.is_empty() {
-            format!(
-                "command {:?} exited with {}",
-                exec.command,
-                out.status.code().unwrap_or(-1)
-            )
+            format!("command {:?} exited with {}", exec.command, out.exit_code)
         } else {
             text.to_string()
         });
@@ -435,10 +430,12 @@ mod tests {
             ..Default::default()
         };
         let probe = |v: serde_json::Value| -> Probe { serde_json::from_value(v).expect("probe") };
+        let rt = crate::runtime::fake::FakeRuntime::default();
         assert_eq!(
             check(
                 &probe(serde_json::json!({"exec": {"command": ["true"]}})),
-                &t
+                &t,
+                &rt
             )
             .await,
             Ok(())
@@ -446,18 +443,29 @@ mod tests {
         let e = check(
             &probe(serde_json::json!({"exec": {"command": ["sh", "-c", "echo not yet; exit 1"]}})),
             &t,
+            &rt,
         )
         .await;
         assert_eq!(e, Err("not yet".into()));
         let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let open = free.local_addr().expect("addr").port();
         assert_eq!(
-            check(&probe(serde_json::json!({"tcpSocket": {"port": open}})), &t).await,
+            check(
+                &probe(serde_json::json!({"tcpSocket": {"port": open}})),
+                &t,
+                &rt
+            )
+            .await,
             Ok(())
         );
         drop(free);
         // Port 1 (tcpmux) is never served here; a just-freed port could be taken by another test.
-        let e = check(&probe(serde_json::json!({"tcpSocket": {"port": 1}})), &t).await;
+        let e = check(
+            &probe(serde_json::json!({"tcpSocket": {"port": 1}})),
+            &t,
+            &rt,
+        )
+        .await;
         assert_eq!(
             e,
             Err("dial tcp 127.0.0.1:1: connect: connection refused".into())

@@ -30,6 +30,8 @@ pub enum Current {
 pub struct ContainerView {
     pub name: String,
     pub image: String,
+    /// `imageID` as the runtime resolved it; empty: `kube-lite://<image>` (process runtime).
+    pub image_id: String,
     pub restart_count: i32,
     pub current: Current,
     /// The latest termination.
@@ -47,6 +49,7 @@ impl ContainerView {
         ContainerView {
             name: name.into(),
             image: image.into(),
+            image_id: String::new(),
             restart_count: 0,
             current: Current::Waiting {
                 reason: reason.into(),
@@ -91,7 +94,7 @@ impl ContainerView {
                     ..Default::default()
                 },
                 term(&self.last_term),
-                container_id(id),
+                id.clone(),
             ),
             Current::Exited => (
                 term(&self.last_term),
@@ -110,19 +113,19 @@ impl ContainerView {
             ready: running && self.ready,
             restart_count: self.restart_count,
             image: self.image.clone(),
-            image_id: format!("kube-lite://{}", self.image),
+            image_id: if self.image_id.is_empty() {
+                format!("kube-lite://{}", self.image)
+            } else {
+                self.image_id.clone()
+            },
             container_id,
             started: Some(running && self.started),
         }
     }
 }
 
-/// `kube-lite://<id>`.
-pub fn container_id(id: &str) -> String {
-    format!("kube-lite://{id}")
-}
-
-/// The termination record of an exit.
+/// The termination record of an exit; `id` is the container's id as the status shows it
+/// (`<runtime>://<id>`).
 pub fn termination(
     exit_code: i32,
     signal: i32,
@@ -137,7 +140,7 @@ pub fn termination(
         message: String::new(),
         started_at,
         finished_at: Some(finished_at),
-        container_id: container_id(id),
+        container_id: id.to_string(),
     }
 }
 
@@ -357,7 +360,7 @@ mod tests {
         ContainerView {
             current: Current::Running {
                 started_at: t(1),
-                id: "42".into(),
+                id: "kube-lite://42".into(),
             },
             ready: true,
             started: true,
@@ -368,7 +371,7 @@ mod tests {
     fn exited(name: &str, code: i32) -> ContainerView {
         ContainerView {
             current: Current::Exited,
-            last_term: Some(termination(code, 0, Some(t(1)), t(2), "42")),
+            last_term: Some(termination(code, 0, Some(t(1)), t(2), "kube-lite://42")),
             ..ContainerView::waiting(name, "img", "", "")
         }
     }
@@ -380,7 +383,7 @@ mod tests {
                 message: "back-off".into(),
             },
             restart_count: 2,
-            last_term: Some(termination(1, 0, Some(t(1)), t(2), "42")),
+            last_term: Some(termination(1, 0, Some(t(1)), t(2), "kube-lite://42")),
             ..ContainerView::waiting(name, "img", "", "")
         }
     }

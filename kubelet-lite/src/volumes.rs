@@ -17,6 +17,8 @@ use std::path::{Component, Path, PathBuf};
 
 use api::core::{ConfigMap, Container, Pod, Volume};
 
+use crate::runtime::Mount;
+
 /// Kubernetes' default file mode for ConfigMap volumes (0644).
 const DEFAULT_MODE: u32 = 0o644;
 const DATA: &str = "..data";
@@ -237,6 +239,42 @@ pub fn mount(sandbox: &Path, spec: &Container) -> Result<Vec<(String, String)>, 
         }
     }
     Ok(env)
+}
+
+/// The container's volume mounts as bind mounts for a runtime with mount namespaces (CRI): each
+/// volume's directory (or a `subPath` in it) at its `mountPath`. ConfigMap volumes are always
+/// read-only, as in Kubernetes.
+pub fn bind_mounts(sandbox: &Path, pod: &Pod, spec: &Container) -> Result<Vec<Mount>, String> {
+    let mut out = Vec::new();
+    for m in &spec.volume_mounts {
+        let Some(vol) = pod.spec.volumes.iter().find(|v| v.name == m.name) else {
+            return Err(format!(
+                "volume {:?} not found in the pod's volumes",
+                m.name
+            ));
+        };
+        if !m.mount_path.starts_with('/') {
+            return Err(format!("mountPath {:?} must be absolute", m.mount_path));
+        }
+        let mut host = volume_dir(sandbox, &m.name);
+        if !m.sub_path.is_empty() {
+            if !safe_relative(&m.sub_path) {
+                return Err(format!("invalid subPath {:?}", m.sub_path));
+            }
+            host = host.join(&m.sub_path);
+            if !host.exists() {
+                // Kubernetes makes a missing subPath as a directory.
+                std::fs::create_dir_all(&host)
+                    .map_err(|e| format!("cannot create subPath {}: {e}", host.display()))?;
+            }
+        }
+        out.push(Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host,
+            readonly: m.read_only || vol.config_map.is_some(),
+        });
+    }
+    Ok(out)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -17,7 +17,7 @@ impl Worker {
             };
             let Some(r) = c.running.take() else { continue };
             self.ctx.runtime.release(&r);
-            let oom_killed = r.cgroup.as_ref().is_some_and(|cg| {
+            let cgroup_oom = r.cgroup.as_ref().is_some_and(|cg| {
                 let killed = cgroups::oom_kills(cg) > 0;
                 cgroups::remove(cg);
                 killed
@@ -27,11 +27,14 @@ impl Worker {
                 exit.signal,
                 Some(r.started_at),
                 exit.finished_at,
-                &r.id,
+                &self.ctx.runtime.status_id(&r.id),
             );
-            if oom_killed {
+            if cgroup_oom {
                 term.reason = "OOMKilled".into();
+            } else if let Some(reason) = &exit.reason {
+                term.reason = reason.clone();
             }
+            let oom_killed = term.reason == "OOMKilled";
             tracing::info!(pod = %key, container = %c.name, pid = r.pid, exit_code = exit.exit_code,
                 signal = exit.signal, oom_killed, "container exited");
             if oom_killed {

@@ -17,11 +17,13 @@
 //! [`exits`] (step 1), [`stop`] (step 2, and pod gone / kubelet shutdown), [`start`] and
 //! [`volume_sync`] (step 3), [`probes`], [`report`] (step 4: status, state file, logs registry).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::core::{ConfigMap, ContainerStateTerminated, ObjectReference, Pod};
+use api::core::{
+    ConfigMap, Container as ApiContainer, ContainerStateTerminated, ObjectReference, Pod,
+};
 use api::meta::{DeleteOptions, Preconditions, Time};
 use client::runtime::events::object_ref;
 use client::{Api, Patch};
@@ -37,14 +39,16 @@ use crate::env::{self, ConfigMaps, PodFacts};
 use crate::logs::LogHandle;
 use crate::prober::{self, Action, Kind, Probes};
 use crate::registry::{ContainerEntry, PodEntry};
-use crate::runtime::{ContainerSpec, ExecTarget, Running, StopSignal};
+use crate::runtime::{ContainerSpec, ExecTarget, Running, Sandbox, StartRequest};
 use crate::state::{PodRecord, ProcRecord};
 use crate::status::{self, ContainerView, Current, PodFactsForStatus};
 use crate::volumes;
 
 mod exits;
+mod images;
 mod probes;
 mod report;
+mod sandbox;
 mod start;
 mod stop;
 mod volume_sync;
@@ -78,6 +82,12 @@ pub fn spawn(
 struct Container {
     name: String,
     image: String,
+    /// The image as the runtime resolved it (`imageID`), once known.
+    image_id: String,
+    /// The last failed pull, when the next may be tried, and the delay that led there.
+    pull_error: Option<String>,
+    pull_retry_at: Option<Instant>,
+    pull_delay: Duration,
     restart_count: i32,
     /// Started at least once (by this kubelet or, per the pod's status, an earlier one).
     ever_started: bool,
@@ -105,6 +115,7 @@ impl Container {
         ContainerView {
             name: self.name.clone(),
             image: self.image.clone(),
+            image_id: self.image_id.clone(),
             restart_count: self.restart_count,
             current: self.current.clone(),
             last_term: self.last_term.clone(),
@@ -135,7 +146,11 @@ struct Worker {
     name: String,
     pod: Arc<Pod>,
     containers: Vec<Container>,
-    ip: Option<Ipv4Addr>,
+    ip: Option<IpAddr>,
+    /// The pod's sandbox, with a runtime that makes them (CRI).
+    sandbox: Option<Sandbox>,
+    /// Sandboxes made for this pod so far (a new one gets the next attempt number).
+    sandbox_attempts: u32,
     start_time: Option<Time>,
     /// The pod reached Succeeded or Failed: nothing runs or is written any more.
     terminal: bool,
@@ -144,6 +159,8 @@ struct Worker {
     stopping: bool,
     wake: Arc<Notify>,
     next_wake: Option<Instant>,
+    /// Failed sandbox creations in a row (the retry delay doubles).
+    sandbox_failures: u32,
     /// Volumes: when they were last refreshed, and why they could not be set up.
     volumes_synced: Option<Instant>,
     volume_error: Option<String>,
@@ -160,6 +177,7 @@ impl Worker {
         let base = ctx.restart_backoff_base;
         let max = ctx.restart_backoff_max;
         let mut adopted = ctx.take_adopted(&pod.metadata.uid);
+        let sandbox = ctx.take_adopted_sandbox(&pod.metadata.uid);
         let containers = pod
             .spec
             .containers
@@ -168,6 +186,10 @@ impl Worker {
                 let mut k = Container {
                     name: c.name.clone(),
                     image: c.image.clone(),
+                    image_id: String::new(),
+                    pull_error: None,
+                    pull_retry_at: None,
+                    pull_delay: Duration::ZERO,
                     restart_count: 0,
                     ever_started: false,
                     running: None,
@@ -193,16 +215,21 @@ impl Worker {
                     k.ever_started = true;
                     k.current = Current::Running {
                         started_at: a.running.started_at,
-                        id: a.running.id.clone(),
+                        id: ctx.runtime.status_id(&a.running.id),
                     };
+                    k.image_id = status.map(|s| s.image_id.clone()).unwrap_or_default();
                     k.last_term = status.and_then(|s| s.last_state.terminated.clone());
                     k.probes = Some(Probes::new(c, a.running.started));
                     k.probe_target = prober::Target {
-                        pod_ip: ctx
-                            .ips()
-                            .get(&pod.metadata.uid)
-                            .map(|i| i.to_string())
-                            .unwrap_or_default(),
+                        container_id: a.running.id.clone(),
+                        pod_ip: match &sandbox {
+                            Some(s) => s.ip.clone(),
+                            None => ctx
+                                .ips()
+                                .get(&pod.metadata.uid)
+                                .map(|i| i.to_string())
+                                .unwrap_or_default(),
+                        },
                         ports: c.ports.clone(),
                         env: a.spec.env.clone(),
                         working_dir: a.spec.working_dir.clone(),
@@ -238,7 +265,10 @@ impl Worker {
                 k
             })
             .collect();
-        let ip = ctx.ips().get(&pod.metadata.uid);
+        let ip = match &sandbox {
+            Some(s) => s.ip.parse().ok(),
+            None => ctx.ips().get(&pod.metadata.uid).map(IpAddr::V4),
+        };
         Worker {
             uid: pod.metadata.uid.clone(),
             namespace: pod.metadata.namespace.clone(),
@@ -247,6 +277,9 @@ impl Worker {
             pod,
             containers,
             ip,
+            sandbox_attempts: sandbox.as_ref().map_or(0, |s| s.attempt + 1),
+            sandbox_failures: 0,
+            sandbox,
             terminal,
             delete_sent: false,
             stopping: false,
@@ -370,10 +403,11 @@ impl Worker {
         self.containers.iter().any(|c| c.running.is_some())
     }
 
-    fn signal_all(&self, sig: StopSignal) {
+    /// Stop every running container: ask, and kill after `grace` (zero: kill now).
+    fn stop_all(&self, grace: Duration) {
         for c in &self.containers {
             if let Some(r) = &c.running {
-                self.ctx.runtime.signal(r, sig);
+                self.ctx.runtime.stop(r, grace);
             }
         }
     }
@@ -386,30 +420,17 @@ impl Worker {
             self.publish();
             return;
         }
-        if self.ip.is_none() {
-            let r = self.ctx.ips().allocate(&self.uid);
-            match r {
-                Ok(ip) => {
-                    tracing::info!(pod = %self.key(), ip = %ip, "pod IP allocated");
-                    self.ip = Some(ip);
-                    self.save_state();
-                }
-                Err(e) => {
-                    tracing::warn!(pod = %self.key(), error = %e, "cannot allocate a pod IP");
-                    self.event_warning(None, "FailedCreatePodSandBox", e);
-                    self.wake_at(Instant::now() + Duration::from_secs(5));
-                    self.publish();
-                    self.write_status(false).await;
-                    return;
-                }
-            }
-        }
         let sandbox = self.ctx.dirs.pod(&self.uid);
         if let Err(e) = std::fs::create_dir_all(&sandbox) {
             let msg = format!("cannot create the pod's sandbox {}: {e}", sandbox.display());
             tracing::warn!(pod = %self.key(), "{msg}");
             self.event_warning(None, "FailedCreatePodSandBox", msg);
             self.wake_at(Instant::now() + Duration::from_secs(5));
+            return;
+        }
+        if !self.ensure_sandbox().await {
+            self.publish();
+            self.write_status(false).await;
             return;
         }
         if self.start_time.is_none() {

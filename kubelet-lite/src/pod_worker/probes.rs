@@ -13,7 +13,7 @@ impl Worker {
             if let Some(at) = c.kill_at {
                 if now >= at {
                     tracing::info!(pod = %key, container = %c.name, "grace period over; killing");
-                    self.ctx.runtime.signal(running, StopSignal::Kill);
+                    self.ctx.runtime.stop(running, Duration::ZERO);
                     c.kill_at = None;
                 } else {
                     self.wake_at(at);
@@ -26,7 +26,7 @@ impl Worker {
             let target = c.probe_target.clone();
             let name = c.name.clone();
             for (kind, probe) in due {
-                let result = prober::check(&probe, &target).await;
+                let result = prober::check(&probe, &target, self.ctx.runtime.as_ref()).await;
                 if let Err(msg) = &result {
                     tracing::debug!(pod = %self.key(), container = %name, probe = kind.title(), %msg, "probe failed");
                     self.event_warning(
@@ -82,7 +82,7 @@ impl Worker {
         let at = Instant::now() + Duration::from_secs(grace);
         let c = &mut self.containers[i];
         if let Some(r) = &c.running {
-            self.ctx.runtime.signal(r, StopSignal::Term);
+            self.ctx.runtime.stop(r, Duration::from_secs(grace));
         }
         if let Some(p) = c.probes.as_mut() {
             p.stop();

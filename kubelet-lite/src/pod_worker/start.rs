@@ -131,6 +131,7 @@ impl Worker {
                 ),
             );
         }
+        let isolated = self.ctx.runtime.isolated();
         let argv = env::command_line(&spec, &resolved.env);
         if argv.is_empty() && self.ctx.runtime.needs_command() {
             return self.container_error(
@@ -140,20 +141,39 @@ impl Worker {
             );
         }
         let sandbox = self.ctx.dirs.pod(&self.uid);
-        let working_dir = match crate::dirs::working_dir(&sandbox, &spec.working_dir) {
-            Ok(w) => w,
-            Err(e) => return self.container_error(i, "CreateContainerError", e),
+        // A container of its own (CRI) gets its mounts and working directory from the runtime;
+        // a host process gets them laid out in the pod's directory.
+        let (working_dir, process_env, mounts) = if isolated {
+            let mounts = match volumes::bind_mounts(&sandbox, &self.pod, &spec) {
+                Ok(m) => m,
+                Err(e) => return self.container_error(i, "CreateContainerError", e),
+            };
+            (
+                std::path::PathBuf::from(&spec.working_dir),
+                resolved.env.clone(),
+                mounts,
+            )
+        } else {
+            let working_dir = match crate::dirs::working_dir(&sandbox, &spec.working_dir) {
+                Ok(w) => w,
+                Err(e) => return self.container_error(i, "CreateContainerError", e),
+            };
+            let mount_env = match volumes::mount(&sandbox, &spec) {
+                Ok(m) => m,
+                Err(e) => return self.container_error(i, "CreateContainerError", e),
+            };
+            let mut process_env = std::collections::BTreeMap::new();
+            process_env.extend(mount_env);
+            process_env.insert("PATH".to_string(), self.ctx.path_env.clone());
+            process_env.insert("HOME".to_string(), sandbox.display().to_string());
+            process_env.insert("HOSTNAME".to_string(), self.name.clone());
+            process_env.extend(resolved.env.clone());
+            (working_dir, process_env, Vec::new())
         };
-        let mounts = match volumes::mount(&sandbox, &spec) {
-            Ok(m) => m,
-            Err(e) => return self.container_error(i, "CreateContainerError", e),
+        let Some(image) = self.ensure_image(i, &spec).await else {
+            return;
         };
-        let mut process_env = std::collections::BTreeMap::new();
-        process_env.extend(mounts);
-        process_env.insert("PATH".to_string(), self.ctx.path_env.clone());
-        process_env.insert("HOME".to_string(), sandbox.display().to_string());
-        process_env.insert("HOSTNAME".to_string(), self.name.clone());
-        process_env.extend(resolved.env);
+        let (command, args) = env::command_and_args(&spec, &resolved.env);
 
         let c = &mut self.containers[i];
         if c.ever_started {
@@ -162,8 +182,8 @@ impl Worker {
         c.ever_started = true;
         c.error_streak = 0;
         c.retry_at = None;
+        c.image_id = image.image_id.clone();
         let restart_count = c.restart_count;
-        let image = c.image.clone();
         let run = ContainerSpec {
             pod_uid: self.uid.clone(),
             pod_key: key.clone(),
@@ -174,16 +194,21 @@ impl Worker {
             log_path: self.ctx.dirs.log_file(&self.uid, &name, restart_count),
             log_max_size: self.ctx.container_log_max_size,
             restart_count,
-            cgroup: None,
+            cgroup: self.memory_cgroup(&spec, &name, restart_count),
         };
-        self.event_normal(
-            Some(&name),
-            "Pulled",
-            format!("Container image {image:?} already present on machine"),
-        );
-        let mut run = run;
-        run.cgroup = self.memory_cgroup(&spec, &name, restart_count);
-        let started = self.ctx.runtime.start(&run, self.wake.clone()).await;
+        let req = StartRequest {
+            spec: run,
+            pod: self.pod.clone(),
+            container: spec.clone(),
+            sandbox: self.sandbox.clone(),
+            image_ref: image.image_ref,
+            command,
+            args,
+            env: resolved.env.into_iter().collect(),
+            mounts,
+        };
+        let started = self.ctx.runtime.start(&req, self.wake.clone()).await;
+        let run = req.spec;
         if started.is_err()
             && let Some(cg) = &run.cgroup
         {
@@ -191,17 +216,18 @@ impl Worker {
         }
         match started {
             Ok(r) => {
-                tracing::info!(pod = %key, container = %name, pid = r.pid, restart_count,
+                tracing::info!(pod = %key, container = %name, id = %r.id, restart_count,
                     argv = ?run.argv, "container started");
                 self.event_normal(Some(&name), "Created", format!("Created container {name}"));
                 self.event_normal(Some(&name), "Started", format!("Started container {name}"));
                 let c = &mut self.containers[i];
                 c.current = Current::Running {
                     started_at: r.started_at,
-                    id: r.id.clone(),
+                    id: self.ctx.runtime.status_id(&r.id),
                 };
                 c.probes = Some(Probes::new(&spec, r.started));
                 c.probe_target = prober::Target {
+                    container_id: r.id.clone(),
                     pod_ip: self.ip.map(|i| i.to_string()).unwrap_or_default(),
                     ports: spec.ports.clone(),
                     env: run.env.clone(),
@@ -244,13 +270,13 @@ impl Worker {
     /// Warning event where they cannot (say so rather than pretend).
     pub(super) fn memory_cgroup(
         &self,
-        spec: &api::core::Container,
+        spec: &ApiContainer,
         name: &str,
         restart_count: i32,
     ) -> Option<std::path::PathBuf> {
         let limit = spec.resources.limits.get("memory")?;
-        if !self.ctx.runtime.needs_command() {
-            return None; // the fake runtime runs nothing
+        if !self.ctx.runtime.needs_command() || self.ctx.runtime.isolated() {
+            return None; // the fake runtime runs nothing; a CRI runtime sets its own cgroups
         }
         let bytes = match limit.value() {
             Ok(b) if b > 0 => b,

@@ -39,7 +39,7 @@ impl Worker {
                     );
                 }
             }
-            self.signal_all(StopSignal::Term);
+            self.stop_all(self.grace_period());
             let mut killed_at: Option<Instant> = None;
             loop {
                 self.reap_exits();
@@ -49,7 +49,7 @@ impl Worker {
                 let now = Instant::now();
                 if killed_at.is_none() && now >= deadline {
                     tracing::info!(pod = %self.key(), "grace period over; killing");
-                    self.signal_all(StopSignal::Kill);
+                    self.stop_all(Duration::ZERO);
                     killed_at = Some(now);
                 }
                 if killed_at.is_some_and(|k| now >= k + KILL_WAIT) {
@@ -70,7 +70,7 @@ impl Worker {
                             }
                         }
                         if (gone || r.is_err()) && killed_at.is_none() {
-                            self.signal_all(StopSignal::Kill);
+                            self.stop_all(Duration::ZERO);
                             killed_at = Some(Instant::now());
                         }
                     }
@@ -80,6 +80,7 @@ impl Worker {
                 }
             }
         }
+        self.stop_sandbox().await;
         self.publish();
         if gone {
             return Flow::Gone;
@@ -133,13 +134,18 @@ impl Worker {
         self.reap_exits();
         if self.any_running() {
             tracing::info!(pod = %self.key(), "pod gone from the API server; killing its containers");
-            self.signal_all(StopSignal::Kill);
+            self.stop_all(Duration::ZERO);
             self.wait_all_exited(Instant::now() + KILL_WAIT).await;
         }
         if self.any_running() {
             tracing::error!(pod = %self.key(), "containers did not exit after SIGKILL");
             self.save_state();
             return;
+        }
+        if let Some(sb) = self.sandbox.take()
+            && let Err(e) = self.ctx.runtime.remove_sandbox(&sb).await
+        {
+            tracing::warn!(pod = %self.key(), sandbox = %sb.id, error = %e, "cannot remove the pod sandbox");
         }
         let ip = self.ctx.ips().release(&self.uid);
         self.ctx.state.remove(&self.uid);
@@ -161,14 +167,24 @@ impl Worker {
         self.reap_exits();
         if self.any_running() {
             tracing::info!(pod = %self.key(), "kubelet stopping; stopping the pod's containers");
-            self.signal_all(StopSignal::Term);
+            self.stop_all(self.ctx.shutdown_grace);
             self.wait_all_exited(Instant::now() + self.ctx.shutdown_grace)
                 .await;
             if self.any_running() {
-                self.signal_all(StopSignal::Kill);
+                self.stop_all(Duration::ZERO);
                 self.wait_all_exited(Instant::now() + KILL_WAIT).await;
             }
         }
+        self.stop_sandbox().await;
         self.save_state();
+    }
+
+    /// Stop the sandbox's processes and release its network, once its containers are done.
+    async fn stop_sandbox(&self) {
+        if let Some(sb) = &self.sandbox
+            && let Err(e) = self.ctx.runtime.stop_sandbox(sb).await
+        {
+            tracing::warn!(pod = %self.key(), sandbox = %sb.id, error = %e, "cannot stop the pod sandbox");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use api::meta::Time;
 use tokio::sync::{Notify, watch};
 
-use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StopSignal};
+use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StartRequest, StopSignal};
 use crate::logs::LogHandle;
 use crate::state::ProcRecord;
 
@@ -26,8 +26,8 @@ pub struct FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn version(&self) -> &'static str {
-        "kube-lite-fake://0.1"
+    fn version(&self) -> String {
+        "kube-lite-fake://0.1".into()
     }
 
     fn needs_command(&self) -> bool {
@@ -36,9 +36,10 @@ impl Runtime for FakeRuntime {
 
     fn start<'a>(
         &'a self,
-        spec: &'a ContainerSpec,
+        req: &'a StartRequest,
         wake: Arc<Notify>,
     ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>> {
+        let spec = &req.spec;
         Box::pin(std::future::ready(Ok(self.start_now(spec, wake))))
     }
 
@@ -97,6 +98,7 @@ impl FakeRuntime {
             signal,
             finished_at: Time::now(),
             finished: Instant::now(),
+            reason: None,
         }));
         wake.notify_one();
     }

@@ -1,7 +1,13 @@
 //! The container runtime interface of kubelet-lite: what a pod worker needs from "something
-//! that runs containers" — start one, signal it, learn when it exited. [`process`] runs each
-//! container as a host process group; [`fake`] runs nothing (kwok-style), for scale tests.
+//! that runs containers" — a pod sandbox, images, start a container, stop it, learn when it
+//! exited, run commands in it. [`process`] runs each container as a host process group;
+//! [`fake`] runs nothing (kwok-style), for scale tests; [`cri`] drives a real container
+//! runtime (containerd, CRI-O) through the Kubernetes CRI, as the kubelet does.
+//!
+//! The process and fake runtimes have no sandboxes or images of their own: the kubelet gives
+//! their pods a loopback IP and a directory, and every image is "already present".
 
+pub mod cri;
 pub mod fake;
 pub mod process;
 pub mod shim;
@@ -10,8 +16,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use api::core::{Container, Pod};
 use api::meta::Time;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -53,6 +60,9 @@ pub struct ExitInfo {
     pub signal: i32,
     pub finished_at: Time,
     pub finished: Instant,
+    /// Why, when the runtime says (`OOMKilled`, `Error`, `Completed`); `None`: derived from
+    /// the exit code.
+    pub reason: Option<String>,
 }
 
 /// A started container.
@@ -86,6 +96,45 @@ pub struct ShimHandle {
     /// The shim's directory: its spec, socket name, log and exit status.
     pub dir: PathBuf,
     pub signals: mpsc::UnboundedSender<StopSignal>,
+}
+
+/// A pod found in the runtime at start-up, with its sandbox and containers.
+#[derive(Debug)]
+pub struct Discovered {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub sandbox: Option<Sandbox>,
+    /// The latest run of each container, by name: running, or exited while no kubelet watched.
+    pub containers: Vec<(String, Running, ContainerSpec)>,
+}
+
+/// Run `command` on the host in the container's directory with its environment: what an exec
+/// probe is for a runtime without containers of its own.
+pub async fn host_exec_sync(
+    target: &ExecTarget,
+    command: &[String],
+    timeout: Duration,
+) -> Result<ExecOutput, String> {
+    let Some((prog, args)) = command.split_first() else {
+        return Err("exec probe has no command".into());
+    };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .env_clear()
+        .envs(target.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&target.working_dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(timeout, cmd.output()).await {
+        Err(_) => Err(format!("command {command:?} timed out")),
+        Ok(Err(e)) => Err(format!("command {command:?} could not run: {e}")),
+        Ok(Ok(o)) => Ok(ExecOutput {
+            exit_code: o.status.code().unwrap_or(-1),
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }),
+    }
 }
 
 /// What became of a container an earlier kubelet recorded.
@@ -152,6 +201,76 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// A pod's sandbox, made by a runtime that has them (CRI: the pause container holding the
+/// pod's network namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sandbox {
+    pub id: String,
+    /// The pod's IP, from the network plugin (CNI); empty with the host's network.
+    pub ip: String,
+    /// Which sandbox of the pod this is (a new one is made when one dies).
+    pub attempt: u32,
+}
+
+/// What a container is started with beyond [`ContainerSpec`]: the pod and container as the API
+/// has them, their sandbox, the image and mounts. A CRI runtime builds its configs from these;
+/// the process runtime needs only the spec.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub spec: ContainerSpec,
+    pub pod: Arc<Pod>,
+    pub container: Container,
+    pub sandbox: Option<Sandbox>,
+    /// The image as resolved by [`Runtime::image_status`] or [`Runtime::pull_image`].
+    pub image_ref: String,
+    /// `command` and `args` with `$(VAR)` references expanded, apart: an image runtime
+    /// combines them with the image's entrypoint and cmd.
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// Only the container's own environment (`env`, `envFrom`), resolved.
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+}
+
+impl StartRequest {
+    /// A request with nothing but the spec (what the process and fake runtimes use).
+    pub fn from_spec(spec: ContainerSpec) -> StartRequest {
+        StartRequest {
+            container: Container {
+                name: spec.container.clone(),
+                ..Default::default()
+            },
+            spec,
+            pod: Arc::new(Pod::default()),
+            sandbox: None,
+            image_ref: String::new(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            mounts: Vec::new(),
+        }
+    }
+}
+
+/// A volume mount as a runtime makes it: a host directory or file bound into the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: PathBuf,
+    pub readonly: bool,
+}
+
+/// An image ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageReady {
+    /// What containers are created from (the runtime's image id or reference).
+    pub image_ref: String,
+    /// For the status' `imageID` (`docker.io/library/nginx@sha256:…`).
+    pub image_id: String,
+    /// `None`: it was already present; `Some(d)`: pulled now, in `d`.
+    pub pulled_in: Option<Duration>,
+}
+
 /// A boxed future, as the runtime trait's async methods return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -166,18 +285,109 @@ pub enum StopSignal {
 
 pub trait Runtime: Send + Sync + 'static {
     /// `runtime://version`, for the node's `containerRuntimeVersion`.
-    fn version(&self) -> &'static str;
+    fn version(&self) -> String;
+
+    /// A container's id as the status shows it: `<runtime>://<id>`.
+    fn status_id(&self, id: &str) -> String {
+        format!("kube-lite://{id}")
+    }
+
+    /// Whether the runtime can run pods now; `Err`: why not (for the node's Ready condition).
+    fn health(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Make the pod's sandbox. `Ok(None)`: this runtime has none, the kubelet gives the pod a
+    /// loopback IP and a directory.
+    fn run_sandbox<'a>(
+        &'a self,
+        _pod: &'a Pod,
+        _attempt: u32,
+    ) -> BoxFuture<'a, Result<Option<Sandbox>, String>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Whether the pod's sandbox is still there and ready (`false`: it must be made again).
+    fn sandbox_ready<'a>(&'a self, _sandbox: &'a Sandbox) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(std::future::ready(Ok(true)))
+    }
+
+    /// Stop the sandbox's processes and release its network (idempotent).
+    fn stop_sandbox<'a>(&'a self, _sandbox: &'a Sandbox) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Remove the sandbox and every container in it (idempotent).
+    fn remove_sandbox<'a>(&'a self, _sandbox: &'a Sandbox) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Whether `image` is present, and as what. The process and fake runtimes have every image.
+    fn image_status<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ImageReady>, String>> {
+        Box::pin(std::future::ready(Ok(Some(ImageReady {
+            image_ref: image.to_string(),
+            image_id: format!("kube-lite://{image}"),
+            pulled_in: None,
+        }))))
+    }
+
+    /// Pull `image`. Errors are the runtime's words (the `Failed to pull image` event).
+    fn pull_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<ImageReady, String>> {
+        Box::pin(std::future::ready(Ok(ImageReady {
+            image_ref: image.to_string(),
+            image_id: format!("kube-lite://{image}"),
+            pulled_in: Some(Duration::ZERO),
+        })))
+    }
+
+    /// Whether containers have a filesystem and network of their own (an image, mounts, the
+    /// sandbox's IP). `false` (process runtime): the kubelet lays out the pod's directory as
+    /// the container's working directory, with volumes as symlinks and its own `PATH`.
+    fn isolated(&self) -> bool {
+        false
+    }
 
     /// Start a container. `wake` is notified when it exits. Errors are messages for the
     /// container's status (`StartError`).
     fn start<'a>(
         &'a self,
-        spec: &'a ContainerSpec,
+        req: &'a StartRequest,
         wake: Arc<Notify>,
-    ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>>;
+    ) -> BoxFuture<'a, Result<Running, String>>;
 
     /// Signal every process of the container.
     fn signal(&self, c: &Running, sig: StopSignal);
+
+    /// Stop the container: ask it to stop, and kill it after `grace` (zero: kill now). The
+    /// process runtime only signals; the pod worker sends the kill when the grace is over.
+    fn stop(&self, c: &Running, grace: Duration) {
+        let sig = if grace.is_zero() {
+            StopSignal::Kill
+        } else {
+            StopSignal::Term
+        };
+        self.signal(c, sig);
+    }
+
+    /// Run a command in the container to completion (an exec probe), within `timeout`.
+    fn exec_sync<'a>(
+        &'a self,
+        target: &'a ExecTarget,
+        command: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, String>> {
+        Box::pin(host_exec_sync(target, command, timeout))
+    }
+
+    /// Containers this runtime holds for pods of this node that no record mentions (found by
+    /// their labels, CRI): re-adopted at start-up. The process runtime finds its containers
+    /// through records only.
+    fn discover(&self) -> BoxFuture<'_, Vec<Discovered>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
 
     /// Whether a container needs `command` (the process runtime has no image entrypoint).
     fn needs_command(&self) -> bool {

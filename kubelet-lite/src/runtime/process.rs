@@ -31,7 +31,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::{Notify, watch};
 
 use super::shim::{self, ShimConfig};
-use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StopSignal};
+use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StartRequest, StopSignal};
 use crate::logs;
 use crate::state::{ProcRecord, boot_id};
 
@@ -42,15 +42,16 @@ pub struct ProcessRuntime {
 }
 
 impl Runtime for ProcessRuntime {
-    fn version(&self) -> &'static str {
-        "kube-lite-process://0.1"
+    fn version(&self) -> String {
+        "kube-lite-process://0.1".into()
     }
 
     fn start<'a>(
         &'a self,
-        spec: &'a ContainerSpec,
+        req: &'a StartRequest,
         wake: Arc<Notify>,
     ) -> Pin<Box<dyn Future<Output = Result<Running, String>> + Send + 'a>> {
+        let spec = &req.spec;
         Box::pin(async move {
             match &self.shim {
                 Some(cfg) => shim::start(cfg, spec, wake).await,
@@ -288,6 +289,7 @@ pub fn spawn_waiter(
             signal,
             finished_at: Time::now(),
             finished: Instant::now(),
+            reason: None,
         }));
         wake.notify_one();
     };
@@ -428,10 +430,10 @@ mod tests {
         let rt = ProcessRuntime::default();
         let r = rt
             .start(
-                &spec(
+                &StartRequest::from_spec(spec(
                     dir.path(),
                     &["sh", "-c", "echo $GREETING; pwd; echo err >&2; exit 3"],
-                ),
+                )),
                 wake.clone(),
             )
             .await
@@ -455,14 +457,14 @@ mod tests {
         // The leader ignores nothing; its background child ignores SIGTERM.
         let r = rt
             .start(
-                &spec(
+                &StartRequest::from_spec(spec(
                     dir.path(),
                     &[
                         "sh",
                         "-c",
                         "sh -c 'trap \"\" TERM; sleep 300' & echo started; wait",
                     ],
-                ),
+                )),
                 Arc::new(Notify::new()),
             )
             .await
@@ -495,7 +497,7 @@ mod tests {
         let rt = ProcessRuntime::default();
         let err = rt
             .start(
-                &spec(dir.path(), &["no-such-binary-kl"]),
+                &StartRequest::from_spec(spec(dir.path(), &["no-such-binary-kl"])),
                 Arc::new(Notify::new()),
             )
             .await
@@ -505,7 +507,10 @@ mod tests {
             "exec: \"no-such-binary-kl\": executable file not found in $PATH"
         );
         let err = rt
-            .start(&spec(dir.path(), &[]), Arc::new(Notify::new()))
+            .start(
+                &StartRequest::from_spec(spec(dir.path(), &[])),
+                Arc::new(Notify::new()),
+            )
             .await
             .unwrap_err();
         assert_eq!(err, "no command specified");

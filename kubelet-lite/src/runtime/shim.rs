@@ -529,6 +529,7 @@ async fn follow(
             exit_code: e.exit_code,
             signal: e.signal,
             finished: instant_of(e.finished_at),
+            reason: None,
             finished_at: e.finished_at,
         },
         None => {
@@ -538,6 +539,7 @@ async fn follow(
                 signal: 0,
                 finished_at: Time::now(),
                 finished: Instant::now(),
+                reason: None,
             }
         }
     };
