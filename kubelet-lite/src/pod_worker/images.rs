@@ -141,9 +141,12 @@ impl Worker {
                         let at = Instant::now() + c.pull_delay;
                         c.pull_error = Some(e.clone());
                         c.pull_retry_at = Some(at);
-                        c.retry_at = Some(at);
                         c.set_waiting("ErrImagePull", e);
-                        self.wake_at(at);
+                        // Look again soon: the container then shows ImagePullBackOff until
+                        // the next pull is due.
+                        let soon = Instant::now() + c.pull_delay.min(Duration::from_secs(1));
+                        c.retry_at = Some(soon);
+                        self.wake_at(soon);
                         None
                     }
                 }

@@ -77,7 +77,14 @@ impl Worker {
         if first {
             tracing::warn!(pod = %key, container = %name, %reason, %message, "cannot create container");
         }
-        self.event_warning(Some(&name), "Failed", format!("Error: {message}"));
+        // Image errors are named by their reason (`Error: ErrImageNeverPull`), the others by
+        // what went wrong, as the kubelet's events.
+        let shown = if reason.starts_with("ErrImage") {
+            reason.to_string()
+        } else {
+            message
+        };
+        self.event_warning(Some(&name), "Failed", format!("Error: {shown}"));
     }
 
     pub(super) async fn start_container(&mut self, i: usize) {

@@ -11,9 +11,11 @@
 //! - this file: [`CriRuntime`], the [`Runtime`] implementation; the relist loop.
 //! - [`config`]: pod and container → CRI configs (pure).
 //! - [`cni`]: the node's CNI conflist.
+//! - [`exec`]: `kubectl exec` through the runtime's streaming server.
 
 pub mod cni;
 pub mod config;
+pub mod exec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,8 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BoxFuture, ContainerSpec, Discovered, ExecOutput, ExecTarget, ExitInfo, ImageReady, Recovered,
-    Running, Runtime, Sandbox, StartRequest, StopSignal,
+    BoxFuture, ContainerSpec, Discovered, ExecIo, ExecOutput, ExecRequest, ExecTarget, ExitInfo,
+    ImageReady, Recovered, Running, Runtime, Sandbox, StartRequest, StopSignal,
 };
 use crate::dirs::Dirs;
 use crate::logs::{LogHandle, Progress};
@@ -772,6 +774,15 @@ impl Runtime for CriRuntime {
                 Err(e) => Err(err(e)),
             }
         })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        target: &'a ExecTarget,
+        req: ExecRequest,
+        io: ExecIo,
+    ) -> BoxFuture<'a, Result<i32, String>> {
+        Box::pin(exec::exec(&self.inner.client, target, req, io))
     }
 
     fn recover<'a>(&'a self, _record: &'a ProcRecord) -> BoxFuture<'a, Recovered> {
