@@ -13,6 +13,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+
+pub mod cni;
+pub mod containerd;
+pub mod image;
 use tonic::transport::{Channel, Endpoint};
 
 /// CRI v1 (`runtime.v1`), generated.
@@ -68,8 +72,7 @@ impl Client {
             }));
         Ok(Client {
             endpoint: endpoint.to_string(),
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(64 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
             image: ImageServiceClient::new(channel).max_decoding_message_size(64 << 20),
             timeout: DEFAULT_TIMEOUT,
         })
