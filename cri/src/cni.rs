@@ -55,7 +55,8 @@ impl BridgeNetwork {
     }
 
     /// Writes the conflist into `conf_dir` as `10-<name>.conflist`, atomically (containerd
-    /// watches the directory and must never read half a file). Returns its path.
+    /// watches the directory and must never read half a file). Returns its path. containerd
+    /// uses the first conflist by file name, so a node should have one.
     pub fn write(&self, conf_dir: &Path) -> Result<PathBuf, String> {
         if self.bridge.is_empty() || self.bridge.len() > 15 {
             return Err(format!(
@@ -67,7 +68,12 @@ impl BridgeNetwork {
         std::fs::create_dir_all(conf_dir)
             .map_err(|e| format!("cannot create {}: {e}", conf_dir.display()))?;
         let path = conf_dir.join(format!("10-{}.conflist", self.name));
-        let tmp = conf_dir.join(format!(".10-{}.conflist.tmp", self.name));
+        // Written beside the directory, then renamed in: containerd reacts to every event in
+        // it, and complains about a half-written or unknown file.
+        let tmp = conf_dir
+            .parent()
+            .unwrap_or(conf_dir)
+            .join(format!(".10-{}.conflist.tmp", self.name));
         let text = serde_json::to_string_pretty(&self.conflist())
             .map_err(|e| format!("cannot encode the CNI configuration: {e}"))?;
         std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;

@@ -108,6 +108,17 @@ impl Node {
         }
     }
 
+    /// Stops containerd (pods keep running under their shims) and starts it again.
+    async fn restart_containerd(&mut self) {
+        let old = self.containerd.take().unwrap();
+        let dir = old.dir().to_path_buf();
+        old.stop().await.unwrap();
+        let new = Containerd::start(Config::new(&dir))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.containerd = Some(new);
+    }
+
     /// Everything a test must leave gone: pods, containerd (and its shims), mounts, the bridge.
     async fn teardown(mut self) {
         let removed = cri::containerd::cleanup_all_pods(&self.client)
@@ -613,4 +624,83 @@ async fn a_long_node_directory_gets_a_short_socket() {
     );
     assert!(!Path::new(&format!("{}.ttrpc", socket.display())).exists());
     dir.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_outlives_a_containerd_restart() {
+    if !prerequisites() {
+        return;
+    }
+    let mut node = Node::start('r').await;
+    let c = node.client.clone();
+    cri::image::ensure_builtin_images(node.containerd().socket())
+        .await
+        .unwrap();
+    node.network('r').await;
+    let hostname = format!("restart-{}", std::process::id());
+    let pod_config = pod_config("restart", &hostname, &node.path().join("pods/restart"));
+    let pod = c
+        .runtime()
+        .run_pod_sandbox(c.req(v1::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {}", describe(&e)))
+        .into_inner()
+        .pod_sandbox_id;
+    let ip = c
+        .runtime()
+        .pod_sandbox_status(c.req(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    let web = create_and_start(
+        &c,
+        &pod,
+        &pod_config,
+        container_config("web", "kube-lite/web:1", &[]),
+    )
+    .await;
+    let addr = format!("{ip}:80");
+    let (_, body) = http_get_soon(&addr, "/", 10).await;
+    assert!(body.contains(&hostname), "{body:?}");
+
+    let socket = node.containerd().socket().to_path_buf();
+    let shims = shims_of(&socket);
+    assert!(!shims.is_empty());
+    let t = Instant::now();
+    node.restart_containerd().await;
+    eprintln!("containerd restarted in {:?}", t.elapsed());
+    // The same shims, the same pod, still serving.
+    assert_eq!(shims_of(&socket), shims);
+    let (_, body) = http_get_soon(&addr, "/", 10).await;
+    assert!(body.contains(&hostname), "{body:?}");
+    let status = c
+        .runtime()
+        .container_status(c.req(v1::ContainerStatusRequest {
+            container_id: web,
+            verbose: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.state, v1::ContainerState::ContainerRunning as i32);
+
+    assert_eq!(
+        cri::containerd::cleanup_all_pods(&c).await.unwrap(),
+        1,
+        "the helper removes the pod"
+    );
+    wait_until("the pod's shim exits", 10, || shims_of(&socket).is_empty()).await;
+    node.teardown().await;
 }
