@@ -68,12 +68,10 @@ impl BridgeNetwork {
         std::fs::create_dir_all(conf_dir)
             .map_err(|e| format!("cannot create {}: {e}", conf_dir.display()))?;
         let path = conf_dir.join(format!("10-{}.conflist", self.name));
-        // Written beside the directory, then renamed in: containerd reacts to every event in
-        // it, and complains about a half-written or unknown file.
-        let tmp = conf_dir
-            .parent()
-            .unwrap_or(conf_dir)
-            .join(format!(".10-{}.conflist.tmp", self.name));
+        // Written in the directory, then renamed: containerd 1.6 ignores CREATE events there
+        // (so a file moved in from elsewhere goes unnoticed) and reloads on WRITE and RENAME;
+        // the write of the hidden `.tmp` makes it log a harmless "no network config found".
+        let tmp = conf_dir.join(format!(".10-{}.conflist.tmp", self.name));
         let text = serde_json::to_string_pretty(&self.conflist())
             .map_err(|e| format!("cannot encode the CNI configuration: {e}"))?;
         std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
