@@ -3,6 +3,7 @@
 //! each the same library the separate binaries run, talking to the others over HTTP on
 //! loopback exactly as they would across machines.
 
+mod load;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a whole cluster in this process (Ctrl-C stops it; running it again resumes it).
     Up(up::UpArgs),
+    /// Load images into the nodes of a cluster (`load docker-image NAME[:TAG]...`).
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ async fn tokio_main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Load(args) => load::run(args).await,
     };
     if let Err(e) = result {
         client::process::fail(&format!("{e:#}"));

@@ -13,6 +13,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+
+pub mod cni;
+pub mod containerd;
+pub mod image;
 use tonic::transport::{Channel, Endpoint};
 
 /// CRI v1 (`runtime.v1`), generated.
