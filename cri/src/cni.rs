@@ -81,6 +81,31 @@ impl BridgeNetwork {
     }
 }
 
+/// FNV-1a of a name: stable across Rust versions and platforms (unlike `DefaultHasher`), so
+/// what is derived from a node's name stays the same across restarts.
+pub fn name_hash(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The bridge of node `node`: `kl-<node>` when that fits Linux's 15 characters, else `kl-`
+/// and a hash of the name (nodes sharing one machine need bridges of their own).
+pub fn bridge_name(node: &str) -> String {
+    let name = format!("kl-{node}");
+    if name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return name;
+    }
+    format!("kl-{:08x}", name_hash(node))
+}
+
 /// `a.b.c.d/n` as (network address, prefix length).
 pub fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
     let bad = || format!("invalid IPv4 subnet {cidr:?} (expected e.g. 10.88.0.0/24)");
@@ -154,6 +179,15 @@ pub fn delete_link(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_names_fit_linux() {
+        assert_eq!(bridge_name("worker-1"), "kl-worker-1");
+        let long = bridge_name("a-very-long-node-name.example.com");
+        assert!(long.len() <= 15 && long.starts_with("kl-"), "{long}");
+        assert_eq!(long, bridge_name("a-very-long-node-name.example.com"));
+        assert_ne!(long, bridge_name("another-very-long-node-name"));
+    }
 
     #[test]
     fn cidrs() {

@@ -71,26 +71,15 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// FNV-1a of a name: stable across Rust versions and platforms, unlike `DefaultHasher`, so
-/// what is derived from a node's name stays the same across restarts.
-pub fn name_hash(name: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
 /// The default pod CIDR of a node: `127.X.0.0/16` with X in 2..=250 from a hash of its name,
 /// so nodes started without `--pod-cidr` rarely collide and keep their range across restarts.
 pub fn default_pod_cidr(node_name: &str) -> String {
-    format!("127.{}.0.0/16", 2 + name_hash(node_name) % 249)
+    format!("127.{}.0.0/16", 2 + cri::cni::name_hash(node_name) % 249)
 }
 
 /// The default pod CIDR of a CRI node (real addresses): `10.244.X.0/24`, X from the name.
 pub fn default_cri_pod_cidr(node_name: &str) -> String {
-    format!("10.244.{}.0/24", name_hash(node_name) % 256)
+    format!("10.244.{}.0/24", cri::cni::name_hash(node_name) % 256)
 }
 
 /// Which pod (uid) holds which address.

@@ -134,8 +134,8 @@ impl CriRuntime {
         if let Some(dir) = &cfg.cni_conf_dir {
             let ipam = cfg.dirs.root().join("cni-ipam");
             let path = cni::install(dir, &cfg.node.node_name, &cfg.pod_cidr, &ipam)
-                .map_err(|e| format!("cannot write the CNI config into {}: {e}", dir.display()))?;
-            tracing::info!(path = %path.display(), cidr = %cfg.pod_cidr, bridge = %cni::bridge_name(&cfg.node.node_name), "CNI config installed");
+                .map_err(|e| format!("cannot install the node's CNI config: {e}"))?;
+            tracing::info!(path = %path.display(), cidr = %cfg.pod_cidr, bridge = %cri::cni::bridge_name(&cfg.node.node_name), "CNI config installed");
         }
         let name = version.runtime_name.clone();
         let inner = Arc::new(Inner {
