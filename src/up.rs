@@ -22,6 +22,15 @@ pub struct UpArgs {
     /// Address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: String,
+    /// How nodes run pods: `process` (host processes on loopback IPs, no root needed) or `cri`
+    /// (real container images through containerd, each pod in its own network namespace;
+    /// needs root, containerd and the CNI plugins).
+    #[arg(long, default_value = "process", value_parser = ["process", "cri"])]
+    runtime: String,
+    /// With `--runtime cri`: use this CRI runtime (`unix:///run/containerd/containerd.sock`)
+    /// instead of starting a private containerd per node (one node only).
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
 }
 
 /// The API server's URL for the components and the kubeconfig: the port actually bound (so
@@ -74,9 +83,75 @@ fn spawn(
     (name, handle)
 }
 
+/// A CRI node's runtime: its endpoint and where it reads CNI configs.
+struct NodeRuntime {
+    endpoint: String,
+    cni_conf_dir: PathBuf,
+}
+
+/// With `--runtime cri`: one private containerd per node under `<data>/containerd/<node>/`
+/// (its own root, state, socket and CNI config; nothing of the host's Docker is touched), with
+/// the built-in images (pause, web) imported — or the one runtime the user named.
+async fn start_runtimes(
+    args: &UpArgs,
+    data_dir: &Path,
+) -> anyhow::Result<(Vec<NodeRuntime>, Vec<cri::containerd::Containerd>)> {
+    if let Some(endpoint) = &args.container_runtime_endpoint {
+        if args.nodes != 1 {
+            bail!("--container-runtime-endpoint serves one node: add --nodes 1");
+        }
+        let node = NodeRuntime {
+            endpoint: endpoint.clone(),
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+        };
+        return Ok((vec![node], Vec::new()));
+    }
+    cri::containerd::preflight().map_err(|e| anyhow::anyhow!("--runtime cri: {e}"))?;
+    let starts = (1..=args.nodes).map(|i| {
+        let dir = data_dir.join("containerd").join(format!("worker-{i}"));
+        async move {
+            let c = cri::containerd::Containerd::start(cri::containerd::Config::new(&dir))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot start containerd in {}: {e}", dir.display())
+                })?;
+            cri::image::ensure_builtin_images(c.socket())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot import the built-in images: {e}"))?;
+            Ok::<_, anyhow::Error>(c)
+        }
+    });
+    let mut runtimes = Vec::new();
+    let mut containerds = Vec::new();
+    let mut failed = None;
+    for r in futures::future::join_all(starts).await {
+        match r {
+            Ok(c) => {
+                runtimes.push(NodeRuntime {
+                    endpoint: c.endpoint(),
+                    cni_conf_dir: c.cni_conf_dir(),
+                });
+                containerds.push(c);
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if let Some(e) = failed {
+        for c in containerds {
+            let _ = c.stop().await;
+        }
+        return Err(e);
+    }
+    Ok((runtimes, containerds))
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
+    }
+    let cri = args.runtime == "cri";
+    if cri && args.nodes > 200 {
+        bail!("--runtime cri: at most 200 nodes (pod CIDRs are 10.244.<n>.0/24)");
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -90,6 +165,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })?;
     let server = server_url(api_listener.local_addr()?);
     let (kv_client, kv_peer) = kvstore_listeners(&data_dir)?;
+    let (runtimes, containerds) = if cri {
+        start_runtimes(&args, &data_dir).await?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let kv_url = format!("http://{}", kv_client.local_addr()?);
     let peer_url = format!("http://{}", kv_peer.local_addr()?);
 
@@ -150,6 +230,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // Snappier than a kubelet's 60 s for experiments: ConfigMap volume updates show in 10 s.
         config.sync_frequency = Duration::from_secs(10);
         config.shim_program = std::env::current_exe().ok();
+        if let Some(rt) = runtimes.get(usize::from(i) - 1) {
+            config.runtime = kubelet_lite::RuntimeKind::Cri;
+            config.container_runtime_endpoint = rt.endpoint.clone();
+            config.cni_conf_dir = Some(rt.cni_conf_dir.clone());
+            config.pod_cidr = format!("10.244.{i}.0/24");
+            config.shim_program = None;
+        }
         nodes.push(spawn(
             "kubelet-lite",
             store_token.clone(),
@@ -161,12 +248,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let kc = client::config::Kubeconfig::single("kube-lite", &server);
     std::fs::write(&kubeconfig, serde_yaml::to_string(&kc)?)?;
     println!(
-        "kube-lite is up: API server {server}, {} worker node(s).",
-        args.nodes
+        "kube-lite is up: API server {server}, {} worker node(s), {} runtime.",
+        args.nodes,
+        if cri { "CRI (containerd)" } else { "process" }
     );
     println!("  kubeconfig: {}", kubeconfig.display());
     println!("  try:  cargo run --release -p kubectl-lite -- get nodes");
-    println!("        cargo run --release -p kubectl-lite -- apply -f examples/blog.yaml");
+    if cri {
+        println!(
+            "        cargo run --release -p kubectl-lite -- apply -f examples/cri/nginx-deployment.yaml"
+        );
+        println!(
+            "  (images: kube-lite/web:1 is built in; add your own with `kube-lite load docker-image NAME:TAG`)"
+        );
+    } else {
+        println!("        cargo run --release -p kubectl-lite -- apply -f examples/blog.yaml");
+    }
     println!("  (kubectl-lite talks to http://127.0.0.1:8080 by default; for another port use");
     println!(
         "   --kubeconfig {} or export KUBECONFIG={})",
@@ -198,6 +295,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     failed = true;
                 }
             }
+        }
+    }
+    // The nodes have stopped their pods; now their runtimes go.
+    for c in containerds {
+        if let Err(e) = c.stop().await {
+            tracing::warn!(error = %e, "cannot stop containerd");
+            failed = true;
         }
     }
     println!("kube-lite stopped.");

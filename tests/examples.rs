@@ -24,14 +24,15 @@ fn check<T: serde::de::DeserializeOwned>(
 #[test]
 fn every_example_manifest_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("examples/")
-        .flatten()
+    // examples/ and examples/cri/ (the same apps written for a CRI node).
+    let mut files: Vec<_> = [dir.clone(), dir.join("cri")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).expect("examples dir").flatten())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.len() >= 5, "{files:?}");
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read");
         let docs = parse_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
