@@ -373,9 +373,36 @@ async fn a_killed_kubelet_readopts_and_a_runtime_outage_makes_the_node_not_ready
     let again = pod_api.get("keep").await.expect("pod");
     assert_eq!(
         container_status(&again, "web").map(|c| c.container_id.clone()),
-        Some(id)
+        Some(id.clone())
     );
     assert!(get(&format!("http://{ip}/")).await.is_some());
+
+    // The sandbox dies (stopped behind the kubelet's back, which also kills its containers):
+    // the pod gets a new sandbox and its container runs again, as after "SandboxChanged".
+    let old_sandbox = node.sandboxes().await.pop().expect("a sandbox").id;
+    node.client
+        .runtime()
+        .stop_pod_sandbox(node.client.req(cri::v1::StopPodSandboxRequest {
+            pod_sandbox_id: old_sandbox.clone(),
+        }))
+        .await
+        .expect("stop the sandbox");
+    wait_event(&client, "keep", "SandboxChanged").await;
+    let renewed = wait_pod(&client, "keep", "Running in a new sandbox", |p| {
+        running_with_ip(p)
+            && container_status(p, "web")
+                .is_some_and(|c| c.container_id != id && c.state.running.is_some())
+    })
+    .await;
+    wait_body(
+        &format!("http://{}/", pod_ip(&renewed)),
+        "keep to answer again",
+        |_| true,
+    )
+    .await;
+    let sandboxes = node.sandboxes().await;
+    assert_eq!(sandboxes.len(), 1, "the dead sandbox was removed");
+    assert_ne!(sandboxes[0].id, old_sandbox);
 
     pod_api
         .delete("keep", &Default::default())

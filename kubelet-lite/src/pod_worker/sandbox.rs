@@ -12,7 +12,6 @@ impl Worker {
     /// Make sure the pod has a live sandbox; `false` when it has none yet (retry scheduled).
     pub(super) async fn ensure_sandbox(&mut self) -> bool {
         if let Some(sb) = self.sandbox.clone()
-            && self.containers.iter().any(|c| c.running.is_none())
             && self.ctx.runtime.sandbox_ready(&sb).await == Ok(false)
         {
             tracing::info!(pod = %self.key(), sandbox = %sb.id, "pod sandbox is gone; making a new one");

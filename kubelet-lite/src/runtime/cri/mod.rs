@@ -65,6 +65,9 @@ struct Tracked {
     exit: watch::Sender<Option<ExitInfo>>,
     wake: Arc<Notify>,
     log: Arc<LogHandle>,
+    /// The container's sandbox, and whether its worker was told the sandbox is gone.
+    sandbox: String,
+    sandbox_gone: bool,
 }
 
 struct Inner {
@@ -167,7 +170,14 @@ impl Inner {
     }
 
     /// Follow `id` until it exits: a [`Running`] whose exit the relist loop sets.
-    fn track(&self, id: &str, started_at: Time, log_path: &Path, wake: Arc<Notify>) -> Running {
+    fn track(
+        &self,
+        id: &str,
+        sandbox: &str,
+        started_at: Time,
+        log_path: &Path,
+        wake: Arc<Notify>,
+    ) -> Running {
         let (tx, rx) = watch::channel(None);
         let bytes = std::fs::metadata(log_path).map(|m| m.len()).unwrap_or(0);
         let log = LogHandle::mirror(log_path.to_path_buf(), bytes);
@@ -177,6 +187,8 @@ impl Inner {
                 exit: tx,
                 wake,
                 log: log.clone(),
+                sandbox: sandbox.to_string(),
+                sandbox_gone: false,
             },
         );
         Running {
@@ -286,8 +298,38 @@ impl Inner {
                     tracing::debug!(error = %err(e), "cannot list containers");
                 }
             }
+            self.notice_dead_sandboxes().await;
         }
         self.update_logs();
+    }
+
+    /// A sandbox that is no longer ready (its pause container died) while containers run in
+    /// it: wake their workers, which make the pod a new sandbox ("SandboxChanged").
+    async fn notice_dead_sandboxes(&self) {
+        let r = self
+            .client
+            .runtime()
+            .list_pod_sandbox(self.client.req(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    label_selector: label_filter(&[(LABEL_NODE, &self.cfg.node.node_name)]),
+                    ..Default::default()
+                }),
+            }))
+            .await;
+        let Ok(r) = r else { return };
+        let ready: std::collections::HashSet<String> = r
+            .into_inner()
+            .items
+            .into_iter()
+            .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+            .map(|s| s.id)
+            .collect();
+        for t in self.tracked().values_mut() {
+            if !t.sandbox_gone && !ready.contains(&t.sandbox) {
+                t.sandbox_gone = true;
+                t.wake.notify_one();
+            }
+        }
     }
 
     /// Move each running container's log progress on (followers of `kubectl logs -f` wait on
@@ -718,7 +760,7 @@ impl Runtime for CriRuntime {
                     .unwrap_or_else(Time::now),
                 Err(_) => Time::now(),
             };
-            Ok(i.track(&id, started_at, &log_dir.join(&rel), wake))
+            Ok(i.track(&id, &sandbox.id, started_at, &log_dir.join(&rel), wake))
         })
     }
 
@@ -936,7 +978,7 @@ impl CriRuntime {
             let log_path = i.log_dir(&uid).join(&status.log_path);
             let started_at = time_of(status.started_at).unwrap_or_else(Time::now);
             let wake = Arc::new(Notify::new());
-            let running = i.track(&c.id, started_at, &log_path, wake);
+            let running = i.track(&c.id, &c.pod_sandbox_id, started_at, &log_path, wake);
             if status.state != v1::ContainerState::ContainerRunning as i32 {
                 i.finish(&c.id, exit_info(&status));
             }
