@@ -11,6 +11,7 @@
 //! 3.5) installed into a venv under `target/etcd-venv`. etcd is driven with its native gRPC API.
 
 mod etcd;
+mod pod_start;
 mod procs;
 mod scheduler;
 
@@ -46,6 +47,8 @@ enum Cmd {
     Kvstore(KvArgs),
     /// The scheduler: pods bound per second through the real API server and kvstore.
     Scheduler(scheduler::SchedArgs),
+    /// Pod start latency on a CRI node (containerd), against containerd+runc's own floor.
+    PodStart(pod_start::PodStartArgs),
 }
 
 #[derive(clap::Args)]
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
         .and_then(|rt| match cli.cmd {
             Cmd::Kvstore(a) => rt.block_on(kvstore(a)),
             Cmd::Scheduler(a) => rt.block_on(scheduler::run(a)),
+            Cmd::PodStart(a) => rt.block_on(pod_start::run(a)),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -36,7 +36,7 @@ pub struct SchedArgs {
 }
 
 /// A child process killed when dropped.
-struct Child_(Child);
+pub(crate) struct Child_(Child);
 impl Drop for Child_ {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -44,8 +44,8 @@ impl Drop for Child_ {
     }
 }
 
-/// When run through `cargo run`, build the binaries this benchmark starts, in the same profile.
-fn build_binaries() -> anyhow::Result<()> {
+/// When run through `cargo run`, build the binaries a benchmark starts, in the same profile.
+pub(crate) fn build_binaries(bins: &[&str]) -> anyhow::Result<()> {
     let Ok(cargo) = std::env::var("CARGO") else {
         return Ok(());
     };
@@ -55,26 +55,20 @@ fn build_binaries() -> anyhow::Result<()> {
         .and_then(Path::file_name)
         .is_some_and(|n| n == "release");
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--bin",
-        "kvstore",
-        "--bin",
-        "apiserver",
-        "--bin",
-        "scheduler",
-    ]);
+    cmd.args(["build", "--quiet"]);
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
     if release {
         cmd.arg("--release");
     }
     if !cmd.status().context("running cargo build")?.success() {
-        bail!("cargo build of kvstore, apiserver and scheduler failed");
+        bail!("cargo build of {} failed", bins.join(", "));
     }
     Ok(())
 }
 
-fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("bench has no directory")?;
     let p = dir.join(name);
@@ -87,13 +81,13 @@ fn sibling_bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn spawn(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<Child_> {
+pub(crate) fn spawn(bin: &Path, args: &[String], log: &Path) -> anyhow::Result<Child_> {
     let out = std::fs::File::create(log)?;
     let child = Command::new(bin)
         .args(args)
@@ -155,18 +149,13 @@ async fn create_all<K: Resource>(
     Ok(())
 }
 
-pub async fn run(a: SchedArgs) -> anyhow::Result<()> {
-    build_binaries()?;
-    let dir = tempfile::tempdir()?;
-    let root = if a.keep {
-        dir.keep()
-    } else {
-        dir.path().to_path_buf()
-    };
+/// A single-member kvstore and an API server as processes (logs under `root`), once the API
+/// server is ready; returns them (stopped when dropped) and the server's URL.
+pub(crate) async fn control_plane(root: &Path) -> anyhow::Result<(Child_, Child_, String)> {
     let (kv_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
     let kv_url = format!("http://127.0.0.1:{kv_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
-    let _kv = spawn(
+    let kv = spawn(
         &sibling_bin("kvstore")?,
         &[
             "--name".into(),
@@ -182,7 +171,7 @@ pub async fn run(a: SchedArgs) -> anyhow::Result<()> {
         ],
         &root.join("kvstore.log"),
     )?;
-    let _api = spawn(
+    let api = spawn(
         &sibling_bin("apiserver")?,
         &[
             "--kvstore-servers".into(),
@@ -212,6 +201,19 @@ pub async fn run(a: SchedArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok((kv, api, server))
+}
+
+pub async fn run(a: SchedArgs) -> anyhow::Result<()> {
+    build_binaries(&["kvstore", "apiserver", "scheduler"])?;
+    let dir = tempfile::tempdir()?;
+    let root = if a.keep {
+        dir.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    let (_kv, _api, server) = control_plane(&root).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
     let client = Client::new(&server, "bench")?;
     let t = Instant::now();
     create_all(

@@ -1,5 +1,6 @@
 //! kubelet-lite: the kube-lite node agent. It registers a Node, keeps its Lease fresh, runs the
-//! pods bound to it as host process groups — each with its own loopback pod IP — reports
+//! pods bound to it — as host process groups, each with its own loopback pod IP, or as real
+//! containers through a CRI runtime (containerd), each in its own network namespace — reports
 //! their status, restarts crashed containers with Kubernetes' backoff, stops them gracefully
 //! on deletion, and serves their logs to `kubectl logs` through the API server.
 //!
@@ -12,6 +13,7 @@
 //! - [`pod_worker`]: the per-pod sync loop — the heart of the kubelet.
 //! - [`runtime`]: the container runtime trait; [`runtime::process`] runs containers as process
 //!   groups, each under a [`runtime::shim`] so it outlives a kubelet crash and is re-adopted;
+//!   [`runtime::cri`] drives containerd (or CRI-O) through the CRI, with CNI networking;
 //!   [`cgroups`]: memory limits.
 //! - [`env`](mod@env): `env`/`envFrom` resolution and `$(VAR)` expansion. [`status`]: phase, container
 //!   statuses, conditions, merge patches. [`backoff`]: crash-loop backoff.
