@@ -14,8 +14,9 @@
 //!
 //! # Layout
 //! One `Worker`, its methods grouped by step: this file (state, the wake-up loop, `sync`),
-//! [`exits`] (step 1), [`stop`] (step 2, and pod gone / kubelet shutdown), [`start`] and
-//! [`volume_sync`] (step 3), [`probes`], [`report`] (step 4: status, state file, logs registry).
+//! `exits.rs` (step 1), `stop.rs` (step 2, and pod gone / kubelet shutdown), `sandbox.rs`,
+//! `volume_sync.rs`, `images.rs` and `start.rs` (step 3), `probes.rs`, `report.rs` (step 4:
+//! status, state file, logs registry).
 
 use std::net::IpAddr;
 use std::sync::Arc;
