@@ -142,6 +142,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_runtime_that_never_answers_is_an_error_within_the_deadline() {
+        // Accepts connections and reads, but never answers a call.
+        let dir = std::env::temp_dir().join(format!("kl-cri-hang-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let listener = tokio::net::UnixListener::bind(&dir).unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let c = Client::new(&format!("unix://{}", dir.display()))
+            .unwrap()
+            .with_timeout(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let e = c.version().await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable),
+            "{}",
+            describe(&e)
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    #[tokio::test]
     async fn a_missing_socket_is_an_error_not_a_hang() {
         let c = Client::new("unix:///nonexistent/kube-lite-test.sock")
             .unwrap()
