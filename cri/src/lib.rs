@@ -164,7 +164,10 @@ mod tests {
             started.elapsed()
         );
         assert!(
-            matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable),
+            matches!(
+                e.code(),
+                Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable
+            ),
             "{}",
             describe(&e)
         );

@@ -228,6 +228,20 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
         .expect("terminated");
     assert_eq!((t.reason.as_str(), t.exit_code), ("OOMKilled", 137));
     assert_eq!(hog.phase(), "Failed");
+    // A finished pod gives its network back: its sandbox is stopped (and kept until deletion).
+    wait_for(
+        "the finished pod's sandbox to stop",
+        DEFAULT_TIMEOUT,
+        || async {
+            node.sandboxes()
+                .await
+                .iter()
+                .find(|s| s.labels.get("io.kubernetes.pod.name").map(String::as_str) == Some("hog"))
+                .is_some_and(|s| s.state == cri::v1::PodSandboxState::SandboxNotready as i32)
+                .then_some(())
+        },
+    )
+    .await;
 
     wait_pod(&client, "probed", "Ready by its exec probe", |p| {
         p.is_ready()

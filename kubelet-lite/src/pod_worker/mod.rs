@@ -162,6 +162,8 @@ struct Worker {
     next_wake: Option<Instant>,
     /// Failed sandbox creations in a row (the retry delay doubles).
     sandbox_failures: u32,
+    /// The sandbox of a finished pod was stopped.
+    sandbox_released: bool,
     /// Volumes: when they were last refreshed, and why they could not be set up.
     volumes_synced: Option<Instant>,
     volume_error: Option<String>,
@@ -280,6 +282,7 @@ impl Worker {
             ip,
             sandbox_attempts: sandbox.as_ref().map_or(0, |s| s.attempt + 1),
             sandbox_failures: 0,
+            sandbox_released: false,
             sandbox,
             terminal,
             delete_sent: false,
@@ -418,6 +421,12 @@ impl Worker {
         self.next_wake = None;
         self.reap_exits();
         if self.terminal {
+            // Nothing runs in a finished pod any more: its sandbox gives its network back (the
+            // object, logs and sandbox record stay until the pod is deleted).
+            if !self.sandbox_released && !self.any_running() {
+                self.stop_sandbox().await;
+                self.sandbox_released = true;
+            }
             self.publish();
             return;
         }

@@ -180,7 +180,7 @@ impl Worker {
     }
 
     /// Stop the sandbox's processes and release its network, once its containers are done.
-    async fn stop_sandbox(&self) {
+    pub(super) async fn stop_sandbox(&self) {
         if let Some(sb) = &self.sandbox
             && let Err(e) = self.ctx.runtime.stop_sandbox(sb).await
         {
