@@ -209,13 +209,14 @@ async fn exec_tty(
     };
     let pty = nix::pty::openpty(Some(&size), None)
         .map_err(|e| format!("cannot allocate a terminal: {e}"))?;
-    let slave = |_: ()| -> Result<Stdio, String> {
+    // The terminal's slave side is the command's stdin, stdout and stderr.
+    let slave = || -> Result<Stdio, String> {
         pty.slave
             .try_clone()
             .map(Stdio::from)
             .map_err(|e| format!("cannot allocate a terminal: {e}"))
     };
-    cmd.stdin(slave(())?).stdout(slave(())?).stderr(slave(())?);
+    cmd.stdin(slave()?).stdout(slave()?).stderr(slave()?);
     if !target.env.iter().any(|(k, _)| k == "TERM") {
         cmd.env("TERM", "xterm");
     }
