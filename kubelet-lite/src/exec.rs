@@ -283,7 +283,13 @@ mod tests {
                 }
                 let mut n = 0;
                 loop {
+                    // Resizes first: one sent before stdin's end is seen before it.
                     tokio::select! {
+                        biased;
+                        Some(s) = io.resize.recv() => {
+                            let m = format!("{}x{}", s.width, s.height);
+                            io.stdout.send(Bytes::from(m)).await.ok();
+                        }
                         b = io.stdin.recv() => match b {
                             Some(b) => {
                                 n += b.len();
@@ -292,10 +298,6 @@ mod tests {
                             }
                             None => break,
                         },
-                        Some(s) = io.resize.recv() => {
-                            let m = format!("{}x{}", s.width, s.height);
-                            io.stdout.send(Bytes::from(m)).await.ok();
-                        }
                     }
                 }
                 Ok(n as i32)

@@ -249,24 +249,13 @@ async fn exec_tty(
     } = io;
     // stderr is merged into the terminal's output.
     drop(err_tx);
-    let writer = PtyIo(master.clone());
-    let pump_in = async move {
-        if req.stdin {
-            pump_input(input, writer).await;
-        } else {
-            drain(input).await;
-        }
-        // A terminal has no end of input to give: the command reads on until it is done.
-    };
-    let resizer = master.clone();
-    let pump_resize = pump_resize(resize, move |s| resizer.set_size(s));
+    let terminal_in = terminal_input(input, resize, req.stdin, master.clone());
     let reader = PtyIo(master.clone());
     let output = pump_output(Some(reader), out_tx, exit.clone());
-    let background = async { tokio::join!(pump_in, pump_resize) };
     let code = run_session(
         &mut exit,
         output,
-        background,
+        terminal_in,
         container_exit(target, &guard),
     )
     .await;
@@ -327,9 +316,37 @@ async fn drain(mut input: mpsc::Receiver<Bytes>) {
     while input.recv().await.is_some() {}
 }
 
-async fn pump_resize(mut resize: mpsc::Receiver<TermSize>, set: impl Fn(TermSize)) {
-    while let Some(s) = resize.recv().await {
-        set(s);
+/// A terminal's input: keys (when the client sends stdin) and window sizes, in the order the
+/// client sent them — a resize that arrived before some input is applied before it is
+/// written. A terminal has no end of input to give: the command reads on until it is done.
+async fn terminal_input(
+    mut input: mpsc::Receiver<Bytes>,
+    mut resize: mpsc::Receiver<TermSize>,
+    stdin: bool,
+    master: Arc<PtyMaster>,
+) {
+    let mut writer = stdin.then(|| PtyIo(master.clone()));
+    let (mut input_open, mut resize_open) = (true, true);
+    while input_open || resize_open {
+        tokio::select! {
+            biased;
+            s = resize.recv(), if resize_open => match s {
+                Some(s) => master.set_size(s),
+                None => resize_open = false,
+            },
+            b = input.recv(), if input_open => match b {
+                Some(b) => {
+                    if let Some(w) = writer.as_mut()
+                        && let Err(e) = w.write_all(&b).await
+                    {
+                        tracing::debug!(error = %e, "the exec'd command's terminal is closed");
+                        // The rest is read and dropped, so the client is never blocked on it.
+                        writer = None;
+                    }
+                }
+                None => input_open = false,
+            },
+        }
     }
 }
 
