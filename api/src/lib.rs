@@ -13,6 +13,7 @@
 //! - [`defaults`]: the defaults the API server fills in, as Kubernetes does.
 //! - [`codec`]: YAML/JSON documents in and out, strict decoding.
 //! - [`merge_keys`]: strategic-merge list strategies and merge keys, for patch makers and appliers.
+//! - [`remotecommand`]: `kubectl exec`'s channel protocols over WebSocket (frames, statuses).
 
 pub mod annotations;
 pub mod apps;
@@ -23,6 +24,7 @@ pub mod defaults;
 pub mod merge_keys;
 pub mod meta;
 pub mod quantity;
+pub mod remotecommand;
 pub mod resource;
 pub mod selector;
 pub mod table;

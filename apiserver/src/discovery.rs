@@ -93,6 +93,7 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     }
     if r.kind == "Pod" {
         out.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+        out.push(json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]}));
         out.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"]}));
         out.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
     }
@@ -153,6 +154,11 @@ fn resource_discovery(r: &ResourceInfo) -> Value {
             &["create"],
         ));
         subs.push(subresource("log", ("", "v1", "Pod"), &["get"]));
+        subs.push(subresource(
+            "exec",
+            ("", "v1", "PodExecOptions"),
+            &["create", "get"],
+        ));
     }
     if r.kind == "Namespace" {
         subs.push(subresource(
@@ -238,6 +244,7 @@ mod tests {
             "pods",
             "pods/status",
             "pods/log",
+            "pods/exec",
             "pods/binding",
             "configmaps",
             "nodes",

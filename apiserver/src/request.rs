@@ -101,6 +101,15 @@ pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     out
 }
 
+/// Every value of a repeated query parameter, in order (`command=sh&command=-c`).
+pub fn query_all(q: Option<&str>, name: &str) -> Vec<String> {
+    url_decode_pairs(q.unwrap_or(""))
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect()
+}
+
 fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
@@ -201,5 +210,13 @@ mod tests {
         assert!(flag(&q, "watch"));
         assert_eq!(q["x"], "");
         assert_eq!(parse_query(Some("a=%zz%"))["a"], "%zz%");
+        assert_eq!(
+            query_all(
+                Some("command=sh&x=1&command=-c&command=echo+%C3%A9%3B+exit+3"),
+                "command"
+            ),
+            ["sh", "-c", "echo é; exit 3"]
+        );
+        assert!(query_all(None, "command").is_empty());
     }
 }

@@ -54,7 +54,7 @@ pub struct AppState {
     pub storage: Storage,
     pub caches: Arc<Caches>,
     pub metrics: Arc<Metrics>,
-    /// For proxying `pods/log` to kubelets.
+    /// For proxying `pods/log` to kubelets (`pods/exec` connects on its own).
     pub http: reqwest::Client,
     /// Ends long-running requests (watches, log follows) at shutdown.
     pub shutdown: CancellationToken,
@@ -74,17 +74,14 @@ fn text(code: StatusCode, s: &str) -> Response {
         .into_response()
 }
 
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn handle(State(state): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let started = Instant::now();
     let path = uri.path().to_string();
     let labels = request_labels(&method, &uri);
-    let resp = route(&state, method.clone(), &uri, headers, body).await;
+    let resp = route(&state, method.clone(), &uri, headers, body, upgrade).await;
     let code = resp.status().as_u16();
     state.metrics.observe(&labels, code, started.elapsed());
     tracing::debug!(%method, %path, status = code, ms = started.elapsed().as_millis() as u64, "request");
@@ -104,8 +101,9 @@ fn request_labels(method: &Method, uri: &Uri) -> RequestLabels {
         info, name, sub, ..
     } = t;
     let watch = flag(&parse_query(uri.query()), "watch");
-    // Kubernetes' `verb` label: the HTTP method, refined for reads and deletes.
+    // Kubernetes' `verb` label: the HTTP method, refined for reads, deletes and connections.
     let verb = match (method.as_str(), name.is_some()) {
+        _ if sub.as_deref() == Some("exec") => "CONNECT",
         ("GET", _) if watch => "WATCH",
         ("GET", false) => "LIST",
         ("DELETE", false) => "DELETECOLLECTION",
@@ -155,6 +153,7 @@ async fn route(
     uri: &Uri,
     headers: HeaderMap,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let path = uri.path().trim_end_matches('/');
     let ok = |v: serde_json::Value| json_response(StatusCode::OK, &v);
@@ -243,8 +242,10 @@ async fn route(
         method,
         target,
         query: parse_query(uri.query()),
+        raw_query: uri.query().map(String::from),
         headers,
         body,
+        upgrade,
     };
     match handlers::dispatch(state, req).await {
         Ok(r) => r,

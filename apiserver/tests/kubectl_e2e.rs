@@ -939,6 +939,60 @@ fn kubectl_steps(e: &mut E2e) {
             if ok { Ok(()) } else { Err(out) }
         },
     );
+    // Exec: through the API server to the kubelet, over WebSocket (v5.channel.k8s.io).
+    e.step(
+        K,
+        "kubectl exec counter -- sh -c 'echo out; echo err >&2; exit 3'",
+        "stdout and stderr apart; exit code 3 (\"command terminated with exit code 3\")",
+        |e| {
+            let out = e.k(&[
+                "exec",
+                "counter",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ]);
+            if out.code != 3 || out.stdout != "out\n" {
+                return Err(format!("{out:?}"));
+            }
+            has(&out.stderr, "err\n")?;
+            has(&out.stderr, "command terminated with exit code 3")
+        },
+    );
+    e.step(
+        K,
+        "kubectl exec -i counter -- cat",
+        "stdin piped in; its end ends cat (v5 close signal); exit code 0",
+        |e| {
+            let input = "hello from stdin\nsecond line ✓\n";
+            let out = run(
+                e.cmd(&["exec", "-i", "counter", "--", "cat"]),
+                Some(input),
+                COMMAND_TIMEOUT,
+            );
+            if out.code == 0 && out.stdout == input {
+                Ok(())
+            } else {
+                Err(format!("{out:?}"))
+            }
+        },
+    );
+    e.step(
+        K,
+        "kubectl exec counter -- no-such-command",
+        "error: … executable file not found in $PATH (exit code 1)",
+        |e| {
+            let out = e.k(&["exec", "counter", "--", "no-such-command"]);
+            if out.code != 1 {
+                return Err(format!("{out:?}"));
+            }
+            has(
+                &out.stderr,
+                "exec: \"no-such-command\": executable file not found in $PATH",
+            )
+        },
+    );
     e.step(
         K,
         "kubectl delete pod counter",

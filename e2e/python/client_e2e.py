@@ -18,6 +18,7 @@ import traceback
 
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
 
 NS = sys.argv[1] if len(sys.argv) > 1 else "default"
 RESULTS = []
@@ -252,6 +253,38 @@ def _():
     )
     core.delete_namespaced_pod("py-logger", NS, grace_period_seconds=0)
     return text.strip()
+
+
+def _try_exec(name):
+    try:
+        out = stream(core.connect_get_namespaced_pod_exec, name, NS, command=["echo", "ready"],
+                     stdout=True, stderr=True, stdin=False, tty=False)
+        return out if "ready" in out else None
+    except ApiException:
+        return None
+
+
+@step("exec with stdin; stdout, stderr and the exit code (WebSocket v4.channel.k8s.io)")
+def _():
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py-exec"),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            containers=[client.V1Container(name="box", image="busybox", command=["sleep", "3600"])],
+        ),
+    )
+    core.create_namespaced_pod(NS, pod)
+    until("the container to take commands", lambda: _try_exec("py-exec"))
+    resp = stream(core.connect_get_namespaced_pod_exec, "py-exec", NS,
+                  command=["sh", "-c", "read x; echo got $x; echo err >&2; exit 4"],
+                  stdout=True, stderr=True, stdin=True, tty=False, _preload_content=False)
+    resp.write_stdin("abc\n")
+    resp.run_forever(timeout=60)
+    out, err, code = resp.read_stdout(), resp.read_stderr(), resp.returncode
+    resp.close()
+    core.delete_namespaced_pod("py-exec", NS, grace_period_seconds=0)
+    expect((out, err, code) == ("got abc\n", "err\n", 4), f"got {(out, err, code)!r}")
+    return f"stdout {out!r}, stderr {err!r}, exit code {code}"
 
 
 @step("create a core/v1 Event (MicroTime eventTime) and find it by involvedObject")

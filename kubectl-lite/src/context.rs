@@ -22,7 +22,7 @@ use crate::errors::{Error, Result};
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// kubectl's `User-Agent` shape: `kubectl/v1.37.0 (linux/amd64) kubernetes/…`.
-const USER_AGENT: &str = concat!("kubectl-lite/v", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = concat!("kubectl-lite/v", env!("CARGO_PKG_VERSION"));
 
 /// Flags every command accepts (kubectl's `genericclioptions.ConfigFlags`).
 #[derive(clap::Args, Clone, Debug, Default)]

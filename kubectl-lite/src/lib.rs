@@ -13,11 +13,14 @@
 //! - [`manifest`]: `-f FILE|DIR|-` → objects, parsed before anything is sent.
 //! - [`patch`]: strategic merge patches: the three-way patch of `apply`, the two-way patch of
 //!   `edit` and `set image` (list merge keys from `api::merge_keys`).
+//! - [`pods`]: `POD` or `TYPE/NAME` → the one pod `logs` and `exec` work on.
 //! - [`watch`]: follow one object until a condition holds (`rollout status`, `wait`, `drain`).
 //! - [`printer`]: tables, `-o yaml|json|name|jsonpath`, result lines — pure, snapshot-tested.
 //! - [`describe`]: `describe`'s pages — pure, snapshot-tested.
 //! - [`explain`]: field documentation from the `api` types' JSON schemas.
 //! - [`jsonpath`]: kubectl's JSONPath templates (`{.items[*].metadata.name}`, `{range}`).
+//! - [`remotecommand`]: `exec`'s streams over a WebSocket (`v5.channel.k8s.io`); [`term`]: the
+//!   local terminal (raw mode, size, resizes).
 //! - [`tabwriter`]: Go's `text/tabwriter` with kubectl's settings.
 //! - [`color`]: colours on a terminal only (and never with `NO_COLOR`).
 //! - [`errors`]: the error type and kubectl's wording of errors.
@@ -33,8 +36,11 @@ pub mod explain;
 pub mod jsonpath;
 pub mod manifest;
 pub mod patch;
+pub mod pods;
 pub mod printer;
+pub mod remotecommand;
 pub mod tabwriter;
+pub mod term;
 pub mod util;
 pub mod watch;
 

@@ -1,6 +1,6 @@
 //! kubectl-lite against a whole cluster (`kube-lite up --nodes 2`: API server, scheduler,
 //! controllers and two kubelets running pods as processes), so Deployments really roll out and
-//! containers really write logs: apply --wait, get, describe, logs, set image, rollout
+//! containers really write logs: apply --wait, get, describe, logs, exec, set image, rollout
 //! status|history|undo|restart|pause|resume, scale, wait, cordon, uncordon, drain, delete.
 //!
 //! One cluster for the whole story (starting one is the slow part); each step polls with a
@@ -260,6 +260,79 @@ async fn workloads_roll_log_scale_and_drain() {
     );
     let _ = follower.kill();
     let _ = follower.wait();
+
+    // exec: stdout and stderr apart, the remote exit code as ours, stdin to EOF, TYPE/NAME.
+    let (code, out, err) = c.kubectl(&[
+        "exec",
+        &pod,
+        "--",
+        "sh",
+        "-c",
+        "echo \"out $HOSTNAME\"; echo err >&2; exit 3",
+    ]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert_eq!(out, format!("out {pod}\n"));
+    assert_eq!(err, "err\ncommand terminated with exit code 3\n");
+    let env = c.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let input = "piped in\nand a second line ✓\n";
+    let (code, out, err) = testkit::run_cli(
+        "kubectl-lite",
+        &["exec", "-i", &pod, "--", "cat"],
+        &env,
+        Some(input),
+    );
+    assert_eq!((code, out.as_str(), err.as_str()), (0, input, ""));
+    let (code, out, err) = c.kubectl(&[
+        "exec",
+        "deploy/web",
+        "-c",
+        "web",
+        "--",
+        "printenv",
+        "HOSTNAME",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("web-"), "{out}");
+    assert!(err.starts_with("Found 2 pods, using pod/web-"), "{err}");
+    // -t without a terminal: kubectl's warning, then no TTY.
+    let (code, out, err) = testkit::run_cli(
+        "kubectl-lite",
+        &["exec", "-it", &pod, "--", "sh", "-c", "tty || true"],
+        &env,
+        Some(""),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "not a tty\n");
+    assert_eq!(
+        err,
+        "Unable to use a TTY - input is not a terminal or the right kind of file\n"
+    );
+    // Errors, worded as kubectl's.
+    let (code, _, err) = c.kubectl(&["exec", &pod, "-c", "nope", "--", "true"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error from server (BadRequest): container nope is not valid for pod {pod}\n")
+    );
+    let (code, _, err) = c.kubectl(&["exec", &pod, "--", "no-such-command"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: Internal error occurred: error executing command in container: exec: \"no-such-command\": executable file not found in $PATH\n"
+    );
+    let (code, _, err) = c.kubectl(&["exec", "ghost", "--", "true"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error from server (NotFound): pods \"ghost\" not found\n"
+    );
+    let (code, _, err) = c.kubectl(&["exec", &pod]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: you must specify at least one command for the container\n"
+    );
 
     // describe: the Deployment with its ReplicaSet and events, a pod, a node.
     let d = c

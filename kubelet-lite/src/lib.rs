@@ -2,7 +2,7 @@
 //! pods bound to it — as host process groups, each with its own loopback pod IP, or as real
 //! containers through a CRI runtime (containerd), each in its own network namespace — reports
 //! their status, restarts crashed containers with Kubernetes' backoff, stops them gracefully
-//! on deletion, and serves their logs to `kubectl logs` through the API server.
+//! on deletion, and serves their logs and `kubectl exec` sessions through the API server.
 //!
 //! # Layout
 //! - [`run`] / [`Config`]: the entry point; `kube-lite up` calls it in-process, once per node.
@@ -19,7 +19,8 @@
 //!   statuses, conditions, merge patches. [`backoff`]: crash-loop backoff.
 //! - [`ip_alloc`]: pod IPs from the node's pod CIDR.
 //! - [`logs`]: CRI-style log capture and reading. [`server`]: the HTTP server
-//!   (`/containerLogs`, `/healthz`). [`registry`]: what the server knows of the pods.
+//!   (`/containerLogs`, `/exec`, `/healthz`); [`exec`]: one `kubectl exec` session (WebSocket ⇄
+//!   runtime). [`registry`]: what the server knows of the pods.
 //! - [`state`]: what survives a kubelet restart. [`dirs`]: the layout of `--root-dir`.
 //! - [`context`]: what all of the above share, per kubelet (no global state).
 //!
@@ -40,6 +41,7 @@ pub mod cgroups;
 pub mod context;
 pub mod dirs;
 pub mod env;
+pub mod exec;
 pub mod ip_alloc;
 pub mod logs;
 pub mod machine;
@@ -346,6 +348,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             node_name: config.node_name.clone(),
             registry: ctx.registry.clone(),
             dirs: dirs.clone(),
+            runtime: runtime.clone(),
             shutdown: aux.clone(),
         },
         aux.clone(),

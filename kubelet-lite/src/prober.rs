@@ -257,6 +257,7 @@ pub async fn check(probe: &Probe, t: &Target, runtime: &dyn Runtime) -> Result<(
             container_id: t.container_id.clone(),
             env: t.env.clone(),
             working_dir: t.working_dir.clone(),
+            ..Default::default()
         };
         let out = runtime.exec_sync(&target, &exec.command, timeout).await?;
         if out.exit_code == 0 {

@@ -1,35 +1,52 @@
-//! The kubelet's HTTP server, what the API server proxies `pods/{name}/log` to:
-//! `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`,
-//! `tailLines`, `timestamps`, `previous`, `limitBytes`, `sinceSeconds` and `sinceTime`.
-//! Answers are `text/plain`; errors too (404 unknown pod/container, 400 bad request).
+//! The kubelet's HTTP server, what the API server proxies `pods/{name}/log` and
+//! `pods/{name}/exec` to:
+//! - `GET /healthz`;
+//! - `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
+//!   `timestamps`, `previous`, `limitBytes`, `sinceSeconds` and `sinceTime`;
+//! - `GET|POST /exec/{namespace}/{pod}/{container}` with `command` (repeated), `input`,
+//!   `output`, `error`, `tty` (the real kubelet's names; `stdin`, `stdout`, `stderr` too),
+//!   upgraded to a WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io` (the session
+//!   itself is [`crate::exec`]).
+//!
+//! Answers are `text/plain`; errors too (404 unknown pod/container, 400 bad request), always
+//! before any upgrade.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use api::remotecommand::{self as rc, Protocol};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::dirs::{Dirs, log_files};
+use crate::exec;
 use crate::logs::{self, LogHandle, LogOptions, Renderer};
 use crate::registry::Registry;
+use crate::runtime::{ExecRequest, ExecTarget, Runtime};
 
 #[derive(Clone)]
 pub struct ServerState {
     pub node_name: String,
     pub registry: Registry,
     pub dirs: Dirs,
-    /// Ends follow streams when the kubelet stops.
+    /// Runs `/exec` commands.
+    pub runtime: Arc<dyn Runtime>,
+    /// Ends follow streams and exec sessions when the kubelet stops.
     pub shutdown: CancellationToken,
 }
 
@@ -39,6 +56,10 @@ pub fn router(state: ServerState) -> Router {
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(container_exec).post(container_exec),
         )
         .with_state(Arc::new(state))
 }
@@ -118,6 +139,177 @@ pub fn parse_options(
         limit_bytes,
         since,
     })
+}
+
+/// Parse the query of an exec request: `command` (repeated, in order), and which streams the
+/// client wants. With a TTY, stderr is merged into stdout (so not asked for separately).
+pub fn parse_exec_query(query: Option<&str>) -> Result<ExecRequest, String> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let q: HashMap<String, String> = pairs.iter().cloned().collect();
+    // The kubelet's own names first (`input`…), the API's (`stdin`…) as well.
+    let either = |a: &str, b: &str| -> Result<bool, String> { Ok(flag(&q, a)? || flag(&q, b)?) };
+    let command: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v)
+        .collect();
+    let tty = flag(&q, "tty")?;
+    let mut req = ExecRequest {
+        stdin: either("input", "stdin")?,
+        stdout: either("output", "stdout")?,
+        stderr: either("error", "stderr")?,
+        tty,
+        command,
+    };
+    if req.tty {
+        req.stderr = false;
+    }
+    if !req.stdin && !req.stdout && !req.stderr {
+        return Err("you must specify at least 1 of stdin, stdout, stderr".into());
+    }
+    if req.command.is_empty() {
+        return Err("you must specify at least one command for the container".into());
+    }
+    Ok(req)
+}
+
+/// Whether a header holds `token` in its comma-separated list (case-insensitively).
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The protocol to speak and the `Sec-WebSocket-Accept` value, or why the request cannot be
+/// upgraded to an exec WebSocket.
+pub fn exec_handshake(headers: &HeaderMap) -> Result<(Protocol, String), String> {
+    let websocket = header_has(headers, header::UPGRADE, "websocket")
+        && header_has(headers, header::CONNECTION, "upgrade");
+    if !websocket {
+        if header_has(headers, header::UPGRADE, "SPDY/3.1") {
+            return Err(
+                "SPDY is not supported: exec needs a WebSocket client (v5.channel.k8s.io or v4.channel.k8s.io)"
+                    .into(),
+            );
+        }
+        return Err("Upgrade request required: exec needs a WebSocket connection".into());
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("unsupported WebSocket version: only version 13 is supported".into());
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err("the WebSocket request has no Sec-WebSocket-Key".into());
+    };
+    let offered = rc::offered_protocols(
+        headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let protocol =
+        rc::negotiate(&offered).ok_or_else(|| rc::unsupported_protocols_message(&offered))?;
+    Ok((protocol, derive_accept_key(key.as_bytes())))
+}
+
+/// `/exec/{namespace}/{pod}/{container}`: check everything, then upgrade and run the session.
+async fn container_exec(
+    State(s): State<Arc<ServerState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    mut req: axum::extract::Request,
+) -> Response {
+    let request = match parse_exec_query(req.uri().query()) {
+        Ok(r) => r,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let target = match exec_target(&s, &ns, &pod, &container) {
+        Ok(t) => t,
+        Err((code, m)) => return text(code, m),
+    };
+    let (protocol, accept) = match exec_handshake(req.headers()) {
+        Ok(h) => h,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let session = exec::Session {
+        runtime: s.runtime.clone(),
+        target,
+        request,
+        protocol,
+        what: format!("{ns}/{pod}/{container}"),
+    };
+    let shutdown = s.shutdown.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(session = %session.what, error = %e, "exec upgrade failed");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(exec::websocket_config()),
+        )
+        .await;
+        exec::serve(ws, session, shutdown).await;
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol.name()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+/// The running container an exec goes to, or the error to answer.
+fn exec_target(
+    s: &ServerState,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<ExecTarget, (StatusCode, String)> {
+    let Some(entry) = s.registry.get(ns, pod) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} not found on node {}", s.node_name),
+        ));
+    };
+    let Some((_, c)) = entry.containers.iter().find(|(n, _)| n == container) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} not found in pod {ns}/{pod}"),
+        ));
+    };
+    match &c.exec {
+        Some(t) => Ok(t.clone()),
+        None if c.waiting_reason.is_empty() => Err((
+            StatusCode::BAD_REQUEST,
+            format!("container {container:?} in pod {pod:?} is not running"),
+        )),
+        None => Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "container {container:?} in pod {pod:?} is not running: {}",
+                c.waiting_reason
+            ),
+        )),
+    }
 }
 
 fn run_of(path: &std::path::Path) -> Option<i32> {
@@ -351,6 +543,76 @@ mod tests {
         assert!(parse_options(&q(&[("sinceSeconds", "1"), ("sinceTime", "x")]), now).is_err());
         let o = parse_options(&q(&[("sinceTime", "2024-01-01T00:00:00Z")]), now).unwrap();
         assert!(o.since.is_some());
+    }
+
+    #[test]
+    fn parses_exec_queries() {
+        let r = parse_exec_query(Some(
+            "command=sh&command=-c&command=echo+%22a+b%22%3B+%C3%A9&input=1&output=1&error=1",
+        ))
+        .unwrap();
+        assert_eq!(r.command, ["sh", "-c", "echo \"a b\"; é"]);
+        assert!(r.stdin && r.stdout && r.stderr && !r.tty);
+        // The API's names work too; with a TTY stderr is merged into stdout.
+        let r = parse_exec_query(Some(
+            "command=bash&stdin=true&stdout=true&stderr=true&tty=true",
+        ))
+        .unwrap();
+        assert!(r.stdin && r.stdout && !r.stderr && r.tty);
+        assert_eq!(
+            parse_exec_query(Some("command=ls")).unwrap_err(),
+            "you must specify at least 1 of stdin, stdout, stderr"
+        );
+        assert_eq!(
+            parse_exec_query(Some("output=1")).unwrap_err(),
+            "you must specify at least one command for the container"
+        );
+        assert!(parse_exec_query(Some("command=ls&output=yes")).is_err());
+        // Hostile encodings decode lossily, never panic.
+        let r = parse_exec_query(Some("command=%FF%FE%&command=%zz&output=1")).unwrap();
+        assert_eq!(r.command.len(), 2);
+        assert!(parse_exec_query(None).is_err());
+    }
+
+    #[test]
+    fn exec_handshakes() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        let mut with = ws.to_vec();
+        with.push((
+            "sec-websocket-protocol",
+            "v4.channel.k8s.io, v5.channel.k8s.io",
+        ));
+        let (p, accept) = exec_handshake(&h(&with)).unwrap();
+        assert_eq!(p, Protocol::V5);
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "RFC 6455's example");
+        let err = exec_handshake(&h(&ws)).unwrap_err();
+        assert!(
+            err.starts_with("requested protocol(s) are not supported"),
+            "{err}"
+        );
+        let err =
+            exec_handshake(&h(&[("connection", "Upgrade"), ("upgrade", "SPDY/3.1")])).unwrap_err();
+        assert!(err.starts_with("SPDY is not supported"), "{err}");
+        assert!(
+            exec_handshake(&h(&[]))
+                .unwrap_err()
+                .starts_with("Upgrade request required")
+        );
     }
 
     #[tokio::test]

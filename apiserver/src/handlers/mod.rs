@@ -1,6 +1,7 @@
 //! Request handlers, one module per verb family. [`dispatch`] routes a parsed request.
 
 pub mod delete;
+pub mod exec;
 pub mod read;
 pub mod subresource;
 pub mod watch;
@@ -22,8 +23,12 @@ pub struct Request {
     pub method: Method,
     pub target: Target,
     pub query: HashMap<String, String>,
+    /// The query as sent, for repeated parameters (`pods/exec`'s `command`).
+    pub raw_query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The connection, once the response switches protocols (`pods/exec`).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Request {
@@ -87,6 +92,12 @@ pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Re
 
 pub async fn dispatch(state: &AppState, req: Request) -> ApiResult<Response> {
     let t = &req.target;
+    if t.info.kind == "Pod" && t.name.is_some() && t.sub.as_deref() == Some("exec") {
+        return match req.method {
+            Method::GET | Method::POST => exec::exec(state, req).await,
+            ref m => Err(ApiError::method_not_allowed(m.as_str())),
+        };
+    }
     match (&req.method, t.name.is_some(), t.sub.as_deref()) {
         (&Method::GET, false, None) if req.watch() => watch::watch(state, &req).await,
         (&Method::GET, false, None) => read::list(state, &req).await,

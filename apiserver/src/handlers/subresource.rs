@@ -1,4 +1,5 @@
-//! Subresources: `pods/binding`, `*/scale`, `pods/log` and `namespaces/finalize`.
+//! Subresources: `pods/binding`, `*/scale`, `pods/log` and `namespaces/finalize` (`pods/exec`
+//! is [`super::exec`]).
 
 use api::apps::Scale;
 use axum::body::Body;
@@ -234,17 +235,22 @@ pub async fn update_scale(state: &AppState, req: &Request) -> ApiResult<Response
     ))
 }
 
-/// `GET pods/NAME/log`: proxied to the kubelet of the pod's node, streamed as it comes.
-pub async fn log(state: &AppState, req: &Request) -> ApiResult<Response> {
+/// The pod a subresource request addresses, or 404.
+pub(crate) async fn get_pod(state: &AppState, req: &Request) -> ApiResult<Value> {
     let t = &req.target;
     let name = t.name.clone().unwrap_or_default();
     let ns = t.namespace.clone().unwrap_or_default();
-    let pod = state
+    Ok(state
         .storage
         .get(&storage::key(t.info, &ns, &name))
         .await?
         .ok_or_else(|| ApiError::not_found(t.info, &name))?
-        .obj;
+        .obj)
+}
+
+/// The container a `log` or `exec` request is for: the one asked for (which must be one of
+/// the pod's), else the pod's only one.
+pub(crate) fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -254,37 +260,32 @@ pub async fn log(state: &AppState, req: &Request) -> ApiResult<Response> {
                 .collect()
         })
         .unwrap_or_default();
-    let container = match req.q("container") {
-        Some(c) => {
-            if !containers.iter().any(|x| x == c) {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            c.to_string()
-        }
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "container {container:?} in pod {name:?} is waiting to start: pod is not scheduled"
-        )));
+    match asked {
+        Some(c) if containers.iter().any(|x| x == c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
     }
+}
+
+/// Where the kubelet of node `node_name` listens (`ip:port`, from the Node's status).
+pub(crate) async fn kubelet_address(
+    state: &AppState,
+    node_name: &str,
+    pod_name: &str,
+) -> ApiResult<String> {
     let node = state
         .storage
         .get(&storage::key(&api::resource::NODE, "", node_name))
         .await?
-        .ok_or_else(|| ApiError::internal(format!("node {node_name:?} of pod {name:?} not found")))?
+        .ok_or_else(|| {
+            ApiError::internal(format!("node {node_name:?} of pod {pod_name:?} not found"))
+        })?
         .obj;
     let ip = node
         .pointer("/status/addresses")
@@ -297,6 +298,34 @@ pub async fn log(state: &AppState, req: &Request) -> ApiResult<Response> {
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_i64)
         .unwrap_or(10250);
+    Ok(if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    })
+}
+
+/// The node a pod is bound to, if any.
+pub(crate) fn node_of(pod: &Value) -> &str {
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `GET pods/NAME/log`: proxied to the kubelet of the pod's node, streamed as it comes.
+pub async fn log(state: &AppState, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let name = t.name.clone().unwrap_or_default();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let pod = get_pod(state, req).await?;
+    let container = choose_container(&pod, &name, req.q("container"))?;
+    let node_name = node_of(&pod);
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container {container:?} in pod {name:?} is waiting to start: pod is not scheduled"
+        )));
+    }
+    let address = kubelet_address(state, node_name, &name).await?;
     let mut q = Vec::new();
     for k in [
         "follow",
@@ -312,7 +341,7 @@ pub async fn log(state: &AppState, req: &Request) -> ApiResult<Response> {
         }
     }
     let url = format!(
-        "http://{ip}:{port}/containerLogs/{ns}/{name}/{container}{}{}",
+        "http://{address}/containerLogs/{ns}/{name}/{container}{}{}",
         if q.is_empty() { "" } else { "?" },
         q.join("&")
     );

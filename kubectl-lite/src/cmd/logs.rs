@@ -9,10 +9,9 @@ use api::resource::POD;
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::builder;
 use crate::context::{Context, query};
-use crate::describe;
 use crate::errors::{Error, Result};
+use crate::pods;
 use crate::printer;
 use crate::util::{map_get, name_of, parse_duration, str_of};
 
@@ -199,80 +198,10 @@ impl Logs {
                 "expected POD or TYPE/NAME is a required argument for the logs command\nSee 'kubectl-lite logs -h' for help and examples",
             ));
         };
-        let (info, name) = match target.split_once('/') {
-            Some((kind, name)) => (builder::kind(kind)?, name),
-            None => (&POD, target.as_str()),
-        };
-        let obj = ctx
-            .get(&info.object_path(Some(&ctx.namespace), name))
-            .await?;
-        if info.kind == "Pod" {
-            return Ok(vec![obj]);
-        }
-        let selector = match info.kind {
-            "Deployment" | "ReplicaSet" => describe::selector_string(&obj["spec"]["selector"]),
-            other => {
-                return Err(Error::msg(format!(
-                    "cannot get the logs from {other}: selector for {other} not implemented"
-                )));
-            }
-        };
-        let mut pods = ctx
-            .list(
-                &POD.collection_path(Some(&ctx.namespace)),
-                &[("labelSelector", selector.clone())],
-            )
-            .await?;
-        if pods.is_empty() {
-            return Err(Error::msg(format!(
-                "timed out waiting for the condition: no pods found for {} {name:?} ({selector})",
-                info.kind_string()
-            )));
-        }
-        pods.sort_by_key(pod_rank);
-        if pods.len() > 1 {
-            printer::stderr(&format!(
-                "Found {} pods, using pod/{}\n",
-                pods.len(),
-                name_of(&pods[0])
-            ));
-        }
-        Ok(vec![pods.swap_remove(0)])
+        Ok(vec![
+            pods::for_target(ctx, target, "get the logs from").await?,
+        ])
     }
-}
-
-/// kubectl's `ActivePods` order: running before pending before unscheduled, ready before not
-/// ready, fewer restarts first, newer first.
-fn pod_rank(p: &Value) -> (u8, u8, u8, i64, std::cmp::Reverse<String>) {
-    let scheduled = if str_of(p, "/spec/nodeName").is_empty() {
-        1
-    } else {
-        0
-    };
-    let phase = match str_of(p, "/status/phase") {
-        "Running" => 0,
-        "Pending" | "" => 1,
-        _ => 2,
-    };
-    let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    });
-    let restarts: i64 = p["status"]["containerStatuses"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
-    (
-        scheduled,
-        phase,
-        if ready { 0 } else { 1 },
-        restarts,
-        std::cmp::Reverse(str_of(p, "/metadata/creationTimestamp").to_string()),
-    )
 }
 
 /// The body as text as it arrives; whole lines at a time when prefixed.
@@ -326,30 +255,4 @@ fn lines(
             }
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn running_ready_pods_come_first() {
-        let pod = |name: &str, phase: &str, ready: bool, restarts: i64| {
-            json!({"metadata": {"name": name, "creationTimestamp": "2024-05-01T12:00:00Z"},
-                   "spec": {"nodeName": "n1"},
-                   "status": {"phase": phase,
-                              "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-                              "containerStatuses": [{"restartCount": restarts}]}})
-        };
-        let mut pods = [
-            pod("pending", "Pending", false, 0),
-            pod("crashy", "Running", true, 5),
-            pod("good", "Running", true, 0),
-            pod("unready", "Running", false, 0),
-        ];
-        pods.sort_by_key(pod_rank);
-        let names: Vec<&str> = pods.iter().map(name_of).collect();
-        assert_eq!(names, ["good", "crashy", "unready", "pending"]);
-    }
 }

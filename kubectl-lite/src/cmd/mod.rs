@@ -9,6 +9,7 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod edit;
+pub mod exec;
 pub mod explain;
 pub mod get;
 pub mod label;
@@ -43,6 +44,8 @@ pub enum Command {
     Edit(edit::Edit),
     /// Print the logs for a container in a pod.
     Logs(logs::Logs),
+    /// Execute a command in a container.
+    Exec(exec::Exec),
     /// Set a new size for a deployment or replica set.
     Scale(scale::Scale),
     /// Manage the rollout of a deployment: status, history, undo, restart, pause, resume.
@@ -106,6 +109,7 @@ impl Command {
             Command::Delete(c) => c.run(ctx).await,
             Command::Edit(c) => c.run(ctx).await,
             Command::Logs(c) => c.run(ctx).await,
+            Command::Exec(c) => c.run(ctx).await,
             Command::Scale(c) => c.run(ctx).await,
             Command::Rollout(c) => c.run(ctx).await,
             Command::Set(c) => c.run(ctx).await,

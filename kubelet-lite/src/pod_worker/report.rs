@@ -57,6 +57,8 @@ impl Worker {
                     container_id: r.id.clone(),
                     env: c.probe_target.env.clone(),
                     working_dir: c.probe_target.working_dir.clone(),
+                    cgroup: r.cgroup.clone(),
+                    container_exit: Some(r.exit.clone()),
                 });
                 (
                     c.name.clone(),

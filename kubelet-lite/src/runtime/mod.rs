@@ -1,8 +1,9 @@
 //! The container runtime interface of kubelet-lite: what a pod worker needs from "something
 //! that runs containers" — a pod sandbox, images, start a container, stop it, learn when it
-//! exited, run commands in it. [`process`] runs each container as a host process group;
-//! [`fake`] runs nothing (kwok-style), for scale tests; [`cri`] drives a real container
-//! runtime (containerd, CRI-O) through the Kubernetes CRI, as the kubelet does.
+//! exited, run commands in it (`kubectl exec`). [`process`] runs each container as a host
+//! process group ([`process_exec`]: its exec); [`fake`] runs nothing (kwok-style), for scale
+//! tests; [`cri`] drives a real container runtime (containerd, CRI-O) through the Kubernetes
+//! CRI, as the kubelet does.
 //!
 //! The process and fake runtimes have no sandboxes or images of their own: the kubelet gives
 //! their pods a loopback IP and a directory, and every image is "already present".
@@ -10,6 +11,7 @@
 pub mod cri;
 pub mod fake;
 pub mod process;
+pub mod process_exec;
 pub mod shim;
 
 use std::future::Future;
@@ -157,13 +159,19 @@ impl Running {
 }
 
 /// Where `kubectl exec` and exec probes run a command: a running container, as the runtime
-/// knows it, with what the process runtime needs to imitate one (its environment and directory).
+/// knows it, with what the process runtime needs to imitate one (its environment, directory,
+/// memory cgroup, and when it exits).
 #[derive(Clone, Debug, Default)]
 pub struct ExecTarget {
     /// The runtime's id of the container ([`Running::id`]).
     pub container_id: String,
     pub env: Vec<(String, String)>,
     pub working_dir: PathBuf,
+    /// The container's memory cgroup ([`Running::cgroup`]): an exec'd command joins it.
+    pub cgroup: Option<PathBuf>,
+    /// Becomes `Some` when the container exits ([`Running::exit`]): an exec'd command ends with
+    /// its container, as in a container's PID namespace.
+    pub container_exit: Option<watch::Receiver<Option<ExitInfo>>>,
 }
 
 /// What to run, and which streams the client wants (as `pods/exec`'s query says).
@@ -185,7 +193,8 @@ pub struct TermSize {
 
 /// The runtime's end of an exec session's streams. `stdin` ends (the sender is dropped) when
 /// the client closes its input; output senders are dropped by the runtime when the command is
-/// done. With a TTY, stderr is merged into stdout (as in Kubernetes).
+/// done. With a TTY, stderr is merged into stdout (as in Kubernetes). Every channel is bounded:
+/// a slow reader slows the command down (backpressure), nothing piles up in memory.
 pub struct ExecIo {
     pub stdin: mpsc::Receiver<bytes::Bytes>,
     pub stdout: mpsc::Sender<bytes::Bytes>,
@@ -405,7 +414,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn release(&self, _c: &Running) {}
 
     /// Run a command in a running container with its streams attached (`kubectl exec`).
-    /// Returns the command's exit code; `Err` when it could not be run at all.
+    /// Returns the command's exit code once it exited and its output was handed over; `Err`
+    /// when it could not be run at all (the message says why, e.g. `exec: "nope": executable
+    /// file not found in $PATH`). Dropping the future abandons the session (the client went
+    /// away): the runtime then stops what it started.
     fn exec<'a>(
         &'a self,
         _target: &'a ExecTarget,

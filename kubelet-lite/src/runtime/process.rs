@@ -31,7 +31,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::{Notify, watch};
 
 use super::shim::{self, ShimConfig};
-use super::{ContainerSpec, ExitInfo, Recovered, Running, Runtime, StartRequest, StopSignal};
+use super::{
+    BoxFuture, ContainerSpec, ExecIo, ExecRequest, ExecTarget, ExitInfo, Recovered, Running,
+    Runtime, StartRequest, StopSignal,
+};
 use crate::logs;
 use crate::state::{ProcRecord, boot_id};
 
@@ -109,6 +112,15 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    fn exec<'a>(
+        &'a self,
+        target: &'a ExecTarget,
+        req: ExecRequest,
+        io: ExecIo,
+    ) -> BoxFuture<'a, Result<i32, String>> {
+        Box::pin(super::process_exec::exec(target, req, io))
+    }
+
     fn release(&self, c: &Running) {
         if let Some(s) = &c.shim
             && let Err(e) = std::fs::remove_dir_all(&s.dir)
@@ -141,33 +153,40 @@ pub fn spawn_container(spec: &ContainerSpec) -> Result<Child, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // Opened here (close-on-exec), written by the child between fork and exec.
-    let procs = match &spec.cgroup {
-        Some(cg) => Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(cg.join("cgroup.procs"))
-                .map_err(|e| format!("cannot join memory cgroup {}: {e}", cg.display()))?,
-        ),
-        None => None,
-    };
-    if let Some(f) = &procs {
-        let fd = f.as_raw_fd();
-        // SAFETY: between fork and exec only async-signal-safe calls are made: getpid and
-        // write on a descriptor that stays open (`procs` outlives `spawn`), no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut buf = [0u8; 12];
-                let text = decimal(nix::unistd::getpid().as_raw(), &mut buf);
-                nix::unistd::write(BorrowedFd::borrow_raw(fd), text)
-                    .map(|_| ())
-                    .map_err(std::io::Error::from)
-            });
-        }
-    }
+    let procs = join_cgroup_at_exec(&mut cmd, spec.cgroup.as_deref())?;
     let child = cmd.spawn().map_err(|e| spawn_error(program, &e));
     drop(procs);
     child
+}
+
+/// Make the process `cmd` starts join the memory cgroup `cgroup` between `fork` and `exec`.
+/// The returned file must stay open until `cmd` is spawned.
+pub(crate) fn join_cgroup_at_exec(
+    cmd: &mut Command,
+    cgroup: Option<&std::path::Path>,
+) -> Result<Option<std::fs::File>, String> {
+    let Some(cg) = cgroup else {
+        return Ok(None);
+    };
+    // Opened here (close-on-exec), written by the child between fork and exec.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cg.join("cgroup.procs"))
+        .map_err(|e| format!("cannot join memory cgroup {}: {e}", cg.display()))?;
+    let fd = f.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls are made: getpid and
+    // write on a descriptor that stays open (the caller keeps `f` until `spawn`), no
+    // allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut buf = [0u8; 12];
+            let text = decimal(nix::unistd::getpid().as_raw(), &mut buf);
+            nix::unistd::write(BorrowedFd::borrow_raw(fd), text)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    Ok(Some(f))
 }
 
 /// `n` in decimal, written into `buf` without allocating.
@@ -233,7 +252,7 @@ fn start_direct(spec: &ContainerSpec, wake: Arc<Notify>) -> Result<Running, Stri
 }
 
 /// What `exec` failing looks like in a container status, after the container runtimes' wording.
-fn spawn_error(program: &str, e: &std::io::Error) -> String {
+pub(crate) fn spawn_error(program: &str, e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound if !program.contains('/') => {
             format!("exec: {program:?}: executable file not found in $PATH")
