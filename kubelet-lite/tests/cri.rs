@@ -146,6 +146,37 @@ async fn images_run_in_sandboxes_with_their_own_ips_and_leave_nothing_behind() {
     .expect("a followed line in time");
     assert!(got.contains("/followed"), "{got}");
 
+    // kubectl exec at the kubelet: the command runs inside the container (its own hostname
+    // and filesystem) through the runtime's streaming server; output apart, exit code kept.
+    let url = format!(
+        "ws://127.0.0.1:{port}/exec/default/web-a/web?command=sh&command=-c&command={}&output=1&error=1",
+        "hostname%3B+cat+%2Fwww%2Findex.html%3B+echo+err+%3E%262%3B+exit+3"
+    );
+    let s = exec(
+        &url,
+        "v5.channel.k8s.io, v4.channel.k8s.io",
+        Input::default(),
+    )
+    .await
+    .expect("exec");
+    assert_eq!(s.stdout, "web-a\nHello from web-a\n");
+    assert_eq!(s.stderr, "err\n");
+    assert_eq!(
+        s.finished,
+        Some(api::remotecommand::Finished::Exit(3)),
+        "{s:?}"
+    );
+    // With a TTY.
+    let url = format!("ws://127.0.0.1:{port}/exec/default/web-a/web?command=tty&output=1&tty=1");
+    let s = exec(
+        &url,
+        "v5.channel.k8s.io, v4.channel.k8s.io",
+        Input::default(),
+    )
+    .await
+    .expect("exec tty");
+    assert!(s.stdout.starts_with("/dev/pts/"), "{s:?}");
+
     // Deleted: the containers stop, the sandboxes go, nothing is left in the runtime.
     for name in ["web-a", "web-b", "site"] {
         pods(&client)

@@ -5,103 +5,10 @@
 
 mod common;
 
-use api::remotecommand::{self as rc, Finished, TerminalSize};
+use api::remotecommand::{Finished, TerminalSize};
 use common::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use testkit::ControlPlane;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-/// What an exec session gave back.
-#[derive(Debug, Default)]
-struct Session {
-    stdout: String,
-    stderr: String,
-    finished: Option<Finished>,
-}
-
-/// What a client sends during the session.
-#[derive(Default)]
-struct Input<'a> {
-    stdin: Option<&'a [u8]>,
-    /// Close stdin after it (v5's close signal).
-    close_stdin: bool,
-    resize: Option<TerminalSize>,
-}
-
-/// Run one exec session against `url` (`ws://…`) offering `protocols`; `Err((code, body))`
-/// when the server refuses the upgrade.
-async fn exec(url: &str, protocols: &str, input: Input<'_>) -> Result<Session, (u16, String)> {
-    let mut req = url.into_client_request().expect("request");
-    if !protocols.is_empty() {
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_str(protocols).unwrap(),
-        );
-    }
-    let (ws, resp) = match tokio_tungstenite::connect_async(req).await {
-        Ok(x) => x,
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
-            let body = r
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            return Err((r.status().as_u16(), body));
-        }
-        Err(e) => panic!("exec connection failed: {e}"),
-    };
-    let protocol = resp
-        .headers()
-        .get("Sec-WebSocket-Protocol")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        protocols.contains(&protocol) && !protocol.is_empty(),
-        "negotiated {protocol:?} of {protocols:?}"
-    );
-    let (mut tx, mut rx) = ws.split();
-    if let Some(size) = input.resize {
-        tx.send(Message::Binary(rc::resize_frame(size).into()))
-            .await
-            .unwrap();
-    }
-    if let Some(data) = input.stdin {
-        tx.send(Message::Binary(rc::frame(rc::STDIN, data).into()))
-            .await
-            .unwrap();
-    }
-    if input.close_stdin {
-        tx.send(Message::Binary(rc::close_frame(rc::STDIN).into()))
-            .await
-            .unwrap();
-    }
-    let mut s = Session::default();
-    let mut error = Vec::new();
-    let read = async {
-        while let Some(m) = rx.next().await {
-            match m {
-                Ok(Message::Binary(b)) => match b.split_first() {
-                    Some((&rc::STDOUT, d)) => s.stdout.push_str(&String::from_utf8_lossy(d)),
-                    Some((&rc::STDERR, d)) => s.stderr.push_str(&String::from_utf8_lossy(d)),
-                    Some((&rc::ERROR, d)) => error.extend_from_slice(d),
-                    _ => {}
-                },
-                Ok(Message::Close(_)) => break,
-                Ok(_) => {}
-                Err(e) => panic!("exec stream failed: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(testkit::DEFAULT_TIMEOUT, read)
-        .await
-        .expect("the exec session ends in time");
-    s.finished = (!error.is_empty()).then(|| rc::decode_status(&error));
-    Ok(s)
-}
 
 fn exec_url(k: &Kubelet, container: &str, command: &[&str], query: &str) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
