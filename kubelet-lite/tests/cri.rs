@@ -198,7 +198,8 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
         return;
     };
     let cp = ControlPlane::start().await;
-    let mut kubelet = start_cri_kubelet(&cp, &node, free_port());
+    let port = free_port();
+    let mut kubelet = start_cri_kubelet(&cp, &node, port);
     let client = cp.client();
 
     // Over its memory limit: the kernel kills it, the runtime says OOMKilled, exit 137.
@@ -297,6 +298,9 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
         })
         .expect("a termination");
     assert_eq!(last.exit_code, 3);
+    // The previous run's log is still there (kubectl logs --previous).
+    let prev = format!("http://127.0.0.1:{port}/containerLogs/default/crash/c?previous=true");
+    wait_body(&prev, "the previous run's log", |b| b == "dying\n").await;
     wait_pod(&client, "crash", "CrashLoopBackOff", |p| {
         waiting_reason(p, "c").is_some_and(|(r, _)| r == "CrashLoopBackOff")
     })
