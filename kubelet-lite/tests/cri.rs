@@ -21,6 +21,10 @@ use testkit::{ControlPlane, DEFAULT_TIMEOUT, Proc, free_port, wait_for};
 
 /// A kubelet-lite on `node` with the CRI runtime.
 fn start_cri_kubelet(cp: &ControlPlane, node: &CriNode, port: u16) -> Proc {
+    start_cri_kubelet_with(cp, node, port, &[])
+}
+
+fn start_cri_kubelet_with(cp: &ControlPlane, node: &CriNode, port: u16, extra: &[&str]) -> Proc {
     let mut args = vec![
         "--node-name".to_string(),
         node.name.clone(),
@@ -32,6 +36,7 @@ fn start_cri_kubelet(cp: &ControlPlane, node: &CriNode, port: u16) -> Proc {
         "1".into(),
     ];
     args.extend(node.kubelet_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
     cp.start_component("kubelet-lite", &node.name, &args)
 }
 
@@ -199,7 +204,9 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
     };
     let cp = ControlPlane::start().await;
     let port = free_port();
-    let mut kubelet = start_cri_kubelet(&cp, &node, port);
+    // Small logs: rotation (the kubelet's job with CRI) shows quickly.
+    let mut kubelet =
+        start_cri_kubelet_with(&cp, &node, port, &["--container-log-max-size", "4Ki"]);
     let client = cp.client();
 
     // Over its memory limit: the kernel kills it, the runtime says OOMKilled, exit 137.
@@ -249,6 +256,15 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
     )
     .await;
 
+    // A chatty container: its log is rotated at 4 KiB and the runtime reopens it.
+    create_pod(
+        &client,
+        &node.name,
+        json!({"metadata": {"name": "chatty"}, "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "kube-lite/web:1", "command": ["sh", "-c",
+                "i=0; while [ $i -lt 400 ]; do echo \"line $i of a chatty container\"; i=$((i+1)); sleep 0.01; done; echo done; exec sleep 3600"]}]}}),
+    )
+    .await;
     let hog = wait_pod(&client, "hog", "OOMKilled", |p| {
         container_status(p, "hog")
             .and_then(|c| c.state.terminated.as_ref())
@@ -306,6 +322,25 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
     })
     .await;
 
+    let chatty = format!("http://127.0.0.1:{port}/containerLogs/default/chatty/c");
+    wait_body(&chatty, "the chatty container's last line", |b| {
+        b.ends_with("done\n")
+    })
+    .await;
+    let chatty_pod = pods(&client).get("chatty").await.expect("chatty");
+    let rotated = node
+        .dir()
+        .join("kubelet/pods")
+        .join(&chatty_pod.metadata.uid)
+        .join("logs/c/0.log.1");
+    assert!(rotated.exists(), "{} exists", rotated.display());
+    let current = std::fs::metadata(rotated.with_extension(""))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        current < 8 << 10,
+        "the reopened log is small again: {current}"
+    );
     let nope = wait_pod(&client, "nope", "ImagePullBackOff", |p| {
         waiting_reason(p, "c").is_some_and(|(r, _)| r == "ImagePullBackOff")
     })
@@ -332,13 +367,13 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
     })
     .await;
 
-    for name in ["hog", "probed", "crash", "nope", "never"] {
+    for name in ["hog", "probed", "crash", "nope", "never", "chatty"] {
         pods(&client)
             .delete(name, &Default::default())
             .await
             .expect("delete");
     }
-    for name in ["hog", "probed", "crash", "nope", "never"] {
+    for name in ["hog", "probed", "crash", "nope", "never", "chatty"] {
         wait_pod_gone(&client, name).await;
     }
     wait_runtime_empty(&node).await;
