@@ -171,16 +171,32 @@ async fn images_run_in_sandboxes_with_their_own_ips_and_leave_nothing_behind() {
         Some(api::remotecommand::Finished::Exit(3)),
         "{s:?}"
     );
-    // With a TTY.
-    let url = format!("ws://127.0.0.1:{port}/exec/default/web-a/web?command=tty&output=1&tty=1");
+    // An interactive shell on a TTY (`kubectl exec -it … -- sh`), sized as kubectl sizes it.
+    let url =
+        format!("ws://127.0.0.1:{port}/exec/default/web-a/web?command=sh&input=1&output=1&tty=1");
     let s = exec(
         &url,
         "v5.channel.k8s.io, v4.channel.k8s.io",
-        Input::default(),
+        Input {
+            stdin: Some(b"stty size; tty; exit 4\n"),
+            resize: Some(api::remotecommand::TerminalSize {
+                width: 80,
+                height: 24,
+            }),
+            ..Default::default()
+        },
     )
     .await
     .expect("exec tty");
-    assert!(s.stdout.starts_with("/dev/pts/"), "{s:?}");
+    assert!(
+        s.stdout.contains("24 80") && s.stdout.contains("/dev/pts/"),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.finished,
+        Some(api::remotecommand::Finished::Exit(4)),
+        "{s:?}"
+    );
 
     // Deleted: the containers stop, the sandboxes go, nothing is left in the runtime.
     for name in ["web-a", "web-b", "site"] {

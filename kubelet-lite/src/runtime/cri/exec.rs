@@ -105,6 +105,7 @@ pub async fn exec(
                     }
                 };
                 let Some((&channel, payload)) = data.split_first() else { continue };
+                tracing::debug!(channel, len = payload.len(), "exec: frame from the runtime");
                 let payload = bytes::Bytes::copy_from_slice(payload);
                 match channel {
                     1 => { let _ = io.stdout.send(payload).await; }

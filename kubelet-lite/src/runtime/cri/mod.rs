@@ -206,8 +206,7 @@ impl Inner {
         }
     }
 
-    /// The exit of a container, from its status (`None`: it is not exited).
-    async fn exit_of(&self, id: &str) -> Result<Option<ExitInfo>, String> {
+    async fn container_status(&self, id: &str) -> Result<v1::ContainerStatus, cri::Status> {
         let r = self
             .client
             .runtime()
@@ -215,9 +214,41 @@ impl Inner {
                 container_id: id.to_string(),
                 verbose: false,
             }))
-            .await;
-        let s = match r {
-            Ok(r) => r.into_inner().status.unwrap_or_default(),
+            .await?;
+        Ok(r.into_inner().status.unwrap_or_default())
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<v1::PodSandboxStatus, cri::Status> {
+        let r = self
+            .client
+            .runtime()
+            .pod_sandbox_status(self.client.req(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            }))
+            .await?;
+        Ok(r.into_inner().status.unwrap_or_default())
+    }
+
+    /// This node's sandboxes (a runtime may hold other nodes' too).
+    async fn list_sandboxes(&self) -> Result<Vec<v1::PodSandbox>, cri::Status> {
+        let r = self
+            .client
+            .runtime()
+            .list_pod_sandbox(self.client.req(v1::ListPodSandboxRequest {
+                filter: Some(v1::PodSandboxFilter {
+                    label_selector: label_filter(&[(LABEL_NODE, &self.cfg.node.node_name)]),
+                    ..Default::default()
+                }),
+            }))
+            .await?;
+        Ok(r.into_inner().items)
+    }
+
+    /// The exit of a container, from its status (`None`: it is not exited).
+    async fn exit_of(&self, id: &str) -> Result<Option<ExitInfo>, String> {
+        let s = match self.container_status(id).await {
+            Ok(s) => s,
             Err(e) if e.code() == cri::Code::NotFound => {
                 return Ok(Some(ExitInfo {
                     exit_code: 255,
@@ -306,20 +337,10 @@ impl Inner {
     /// A sandbox that is no longer ready (its pause container died) while containers run in
     /// it: wake their workers, which make the pod a new sandbox ("SandboxChanged").
     async fn notice_dead_sandboxes(&self) {
-        let r = self
-            .client
-            .runtime()
-            .list_pod_sandbox(self.client.req(v1::ListPodSandboxRequest {
-                filter: Some(v1::PodSandboxFilter {
-                    label_selector: label_filter(&[(LABEL_NODE, &self.cfg.node.node_name)]),
-                    ..Default::default()
-                }),
-            }))
-            .await;
-        let Ok(r) = r else { return };
-        let ready: std::collections::HashSet<String> = r
-            .into_inner()
-            .items
+        let Ok(items) = self.list_sandboxes().await else {
+            return;
+        };
+        let ready: std::collections::HashSet<String> = items
             .into_iter()
             .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
             .map(|s| s.id)
@@ -555,18 +576,7 @@ impl Runtime for CriRuntime {
                 .map_err(err)?
                 .into_inner()
                 .pod_sandbox_id;
-            let status = i
-                .client
-                .runtime()
-                .pod_sandbox_status(i.client.req(v1::PodSandboxStatusRequest {
-                    pod_sandbox_id: id.clone(),
-                    verbose: false,
-                }))
-                .await
-                .map_err(err)?
-                .into_inner()
-                .status
-                .unwrap_or_default();
+            let status = i.sandbox_status(&id).await.map_err(err)?;
             let ip = status.network.map(|n| n.ip).unwrap_or_default();
             Ok(Some(Sandbox { id, ip, attempt }))
         })
@@ -574,19 +584,8 @@ impl Runtime for CriRuntime {
 
     fn sandbox_ready<'a>(&'a self, sandbox: &'a Sandbox) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
-            let c = &self.inner.client;
-            let r = c
-                .runtime()
-                .pod_sandbox_status(c.req(v1::PodSandboxStatusRequest {
-                    pod_sandbox_id: sandbox.id.clone(),
-                    verbose: false,
-                }))
-                .await;
-            match r {
-                Ok(r) => Ok(r
-                    .into_inner()
-                    .status
-                    .is_some_and(|s| s.state == v1::PodSandboxState::SandboxReady as i32)),
+            match self.inner.sandbox_status(&sandbox.id).await {
+                Ok(s) => Ok(s.state == v1::PodSandboxState::SandboxReady as i32),
                 Err(e) if e.code() == cri::Code::NotFound => Ok(false),
                 Err(e) => Err(err(e)),
             }
@@ -744,20 +743,8 @@ impl Runtime for CriRuntime {
                 i.remove_container(&id).await;
                 return Err(err(e));
             }
-            let started_at = match i
-                .client
-                .runtime()
-                .container_status(i.client.req(v1::ContainerStatusRequest {
-                    container_id: id.clone(),
-                    verbose: false,
-                }))
-                .await
-            {
-                Ok(r) => r
-                    .into_inner()
-                    .status
-                    .and_then(|s| time_of(s.started_at))
-                    .unwrap_or_else(Time::now),
+            let started_at = match i.container_status(&id).await {
+                Ok(s) => time_of(s.started_at).unwrap_or_else(Time::now),
                 Err(_) => Time::now(),
             };
             Ok(i.track(&id, &sandbox.id, started_at, &log_dir.join(&rel), wake))
@@ -852,19 +839,7 @@ impl CriRuntime {
     async fn discover_pods(&self) -> Result<Vec<Discovered>, String> {
         let i = &self.inner;
         let node = i.cfg.node.node_name.clone();
-        let sandboxes = i
-            .client
-            .runtime()
-            .list_pod_sandbox(i.client.req(v1::ListPodSandboxRequest {
-                filter: Some(v1::PodSandboxFilter {
-                    label_selector: label_filter(&[(LABEL_NODE, &node)]),
-                    ..Default::default()
-                }),
-            }))
-            .await
-            .map_err(err)?
-            .into_inner()
-            .items;
+        let sandboxes = i.list_sandboxes().await.map_err(err)?;
         let mut pods: HashMap<String, Discovered> = HashMap::new();
         let mut newest: HashMap<String, v1::PodSandbox> = HashMap::new();
         let mut old = Vec::new();
@@ -886,18 +861,7 @@ impl CriRuntime {
             }
         }
         for (uid, s) in newest {
-            let status = i
-                .client
-                .runtime()
-                .pod_sandbox_status(i.client.req(v1::PodSandboxStatusRequest {
-                    pod_sandbox_id: s.id.clone(),
-                    verbose: false,
-                }))
-                .await
-                .map_err(err)?
-                .into_inner()
-                .status
-                .unwrap_or_default();
+            let status = i.sandbox_status(&s.id).await.map_err(err)?;
             pods.insert(
                 uid.clone(),
                 Discovered {
@@ -962,18 +926,7 @@ impl CriRuntime {
             i.remove_container(&id).await;
         }
         for ((uid, name), c) in latest {
-            let status = i
-                .client
-                .runtime()
-                .container_status(i.client.req(v1::ContainerStatusRequest {
-                    container_id: c.id.clone(),
-                    verbose: false,
-                }))
-                .await
-                .map_err(err)?
-                .into_inner()
-                .status
-                .unwrap_or_default();
+            let status = i.container_status(&c.id).await.map_err(err)?;
             let restart_count = status.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
             let log_path = i.log_dir(&uid).join(&status.log_path);
             let started_at = time_of(status.started_at).unwrap_or_else(Time::now);
