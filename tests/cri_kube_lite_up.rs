@@ -137,6 +137,38 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
         assert_eq!(body.trim(), format!("Hello from {}", p.metadata.name));
     }
 
+    // A pod on one node reaches a pod on the other by its IP (no NAT between pod IPs).
+    let on = |n: &str| {
+        pods.iter()
+            .find(|p| p.spec.node_name == n)
+            .expect("a pod on each node")
+    };
+    let (from, to) = (on("worker-1"), on("worker-2"));
+    let script = format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} 80",
+        pod_ip(to)
+    );
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "exec",
+            &from.metadata.name,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("Hello from {}", to.metadata.name)),
+        "{out}{err}"
+    );
+
     // Deleted: every container and sandbox goes from both containerds.
     let (code, out, err) = run_cli(
         "kubectl-lite",

@@ -27,7 +27,8 @@ pub struct BridgeNetwork {
 }
 
 impl BridgeNetwork {
-    /// The conflist (CNI 0.4.0): bridge + host-local, then portmap for `hostPort`s.
+    /// The conflist (CNI 0.4.0): bridge + host-local, then portmap for `hostPort`s and
+    /// firewall (forwarding to and from pods allowed).
     pub fn conflist(&self) -> serde_json::Value {
         let mut ipam = json!({
             "type": "host-local",
@@ -50,6 +51,10 @@ impl BridgeNetwork {
                     "ipam": ipam,
                 },
                 { "type": "portmap", "capabilities": { "portMappings": true } },
+                // Accepts forwarded traffic to and from the pod's address: hosts whose FORWARD
+                // policy is DROP (Docker sets it) would otherwise drop pod-to-pod traffic
+                // between bridges (nodes).
+                { "type": "firewall" },
             ],
         })
     }
