@@ -83,6 +83,9 @@ fn spawn(
     (name, handle)
 }
 
+/// The pods' addresses with `--runtime cri`, one /24 per node (node IPAM).
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
 /// A CRI node's runtime: its endpoint and where it reads CNI configs.
 struct NodeRuntime {
     endpoint: String,
@@ -151,7 +154,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let cri = args.runtime == "cri";
     if cri && args.nodes > 200 {
-        bail!("--runtime cri: at most 200 nodes (pod CIDRs are 10.244.<n>.0/24)");
+        bail!("--runtime cri: at most 200 nodes (pod CIDRs are /24s of {CLUSTER_CIDR})");
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -217,7 +220,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "controller-manager",
         store_token.clone(),
         controller_manager::run(
-            controller_manager::Config::new(&server),
+            {
+                let mut c = controller_manager::Config::new(&server);
+                // Real pod networks: each node's range comes from node IPAM, as in Kubernetes.
+                if cri {
+                    c.node_ipam = Some(controller_manager::node_ipam::NodeIpamConfig {
+                        cluster_cidr: api::net::Cidr::parse(CLUSTER_CIDR)
+                            .map_err(anyhow::Error::msg)?,
+                        node_mask: 24,
+                    });
+                }
+                c
+            },
             control_token.clone(),
         ),
     ));
@@ -234,7 +248,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             config.runtime = kubelet_lite::RuntimeKind::Cri;
             config.container_runtime_endpoint = rt.endpoint.clone();
             config.cni_conf_dir = Some(rt.cni_conf_dir.clone());
-            config.pod_cidr = format!("10.244.{i}.0/24");
+            // Assigned by the controller-manager from CLUSTER_CIDR.
+            config.pod_cidr = String::new();
             config.shim_program = None;
         }
         nodes.push(spawn(

@@ -13,6 +13,7 @@
 //! - [`defaults`]: the defaults the API server fills in, as Kubernetes does.
 //! - [`codec`]: YAML/JSON documents in and out, strict decoding.
 //! - [`merge_keys`]: strategic-merge list strategies and merge keys, for patch makers and appliers.
+//! - [`net`]: IPv4 networks (`10.244.0.0/16`): pod CIDRs, node IPAM, service ranges.
 //! - [`remotecommand`]: `kubectl exec`'s channel protocols over WebSocket (frames, statuses).
 
 pub mod annotations;
@@ -23,6 +24,7 @@ pub mod core;
 pub mod defaults;
 pub mod merge_keys;
 pub mod meta;
+pub mod net;
 pub mod quantity;
 pub mod remotecommand;
 pub mod resource;

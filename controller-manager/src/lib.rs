@@ -7,12 +7,14 @@
 //! - [`garbage_collector`]: delete dependents of deleted owners; orphan and foreground deletion.
 //! - [`namespace`]: empty a deleted namespace, then let it go.
 //! - [`node_lifecycle`]: mark silent nodes unknown, taint them, evict their pods, untaint on return.
+//! - [`node_ipam`]: give each node a pod CIDR from `--cluster-cidr` (with `--allocate-node-cidrs`).
 //! - [`context`]: what the controllers share (client, informer caches, event recorder).
 
 pub mod context;
 pub mod deployment;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
 
@@ -37,6 +39,8 @@ pub struct Config {
     /// Lease-based leader election (None: act at once, alone).
     pub leader_election: Option<LeaderElectionConfig>,
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+    /// Node IPAM (`--allocate-node-cidrs --cluster-cidr …`); `None`: nodes bring their own.
+    pub node_ipam: Option<node_ipam::NodeIpamConfig>,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
                 &default_identity(),
             )),
             node_lifecycle: Default::default(),
+            node_ipam: None,
         }
     }
 }
@@ -117,6 +122,15 @@ async fn run_controllers(
     let nsc = namespace::NamespaceController::new(ctx.clone());
     let nlc =
         node_lifecycle::NodeLifecycleController::new(ctx.clone(), config.node_lifecycle.clone());
+    let ipam = match &config.node_ipam {
+        Some(c) => {
+            Some(node_ipam::NodeIpamController::new(ctx.clone(), c).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    if let Some(i) = ipam.clone() {
+        node_inf.on_change(move |c| i.on_node(c));
+    }
     {
         let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
         pod_inf.on_change(move |c| {
@@ -151,6 +165,18 @@ async fn run_controllers(
         _ = futures::future::join_all(stores) => {}
     }
     tracing::info!(server = %config.server, "controller-manager caches synced; controllers starting");
+    if let Some(i) = &ipam {
+        i.start();
+    }
+    let ipam_workers = async {
+        if let Some(i) = ipam.clone() {
+            let q = i.queue.clone();
+            run_workers("nodeipam", q, 1, shutdown.clone(), move |k| {
+                i.clone().sync(k)
+            })
+            .await;
+        }
+    };
     let w = config.workers;
     let (r, d, g, n) = (rsc.clone(), dc.clone(), gc.clone(), nsc.clone());
     tokio::join!(
@@ -183,6 +209,7 @@ async fn run_controllers(
             move |k| n.clone().sync(k)
         ),
         nlc.run(shutdown.clone()),
+        ipam_workers,
     );
     Ok(())
 }

@@ -36,6 +36,15 @@ struct Args {
     /// Clusters up to this size stop evicting altogether during a partial disruption.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// Give every node a pod CIDR from --cluster-cidr (node IPAM).
+    #[arg(long)]
+    allocate_node_cidrs: bool,
+    /// The pods' address range, cut into one range per node.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The size of each node's range.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 fn seconds(flag: &str, v: f64) -> Duration {
@@ -60,6 +69,20 @@ async fn main() {
     nl.secondary_eviction_rate = args.secondary_node_eviction_rate.max(0.0);
     nl.unhealthy_zone_threshold = args.unhealthy_zone_threshold;
     nl.large_cluster_size_threshold = args.large_cluster_size_threshold;
+    if args.allocate_node_cidrs {
+        let cluster_cidr = api::net::Cidr::parse(&args.cluster_cidr)
+            .unwrap_or_else(|e| client::process::fail(&format!("--cluster-cidr: {e}")));
+        if let Err(e) = controller_manager::node_ipam::CidrAllocator::new(
+            cluster_cidr,
+            args.node_cidr_mask_size,
+        ) {
+            client::process::fail(&e);
+        }
+        config.node_ipam = Some(controller_manager::node_ipam::NodeIpamConfig {
+            cluster_cidr,
+            node_mask: args.node_cidr_mask_size,
+        });
+    }
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = controller_manager::run(config, shutdown).await {
         client::process::fail(&format!("{e:#}"));

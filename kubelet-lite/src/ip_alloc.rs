@@ -10,76 +10,35 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// An IPv4 network such as `127.11.0.0/16`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub network: Ipv4Addr,
-    pub prefix: u8,
+pub use api::net::Cidr;
+
+/// Whether `ip` may be given to a pod of `cidr`: not the network address, not the first address
+/// (the gateway), not the broadcast address, and no last octet of 0 or 255.
+pub fn usable(cidr: &Cidr, ip: Ipv4Addr) -> bool {
+    let n = u32::from(ip);
+    let last_octet = n & 0xff;
+    cidr.contains(ip)
+        && n > cidr.first() + 1
+        && n < cidr.last()
+        && last_octet != 0
+        && last_octet != 255
 }
 
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let err = || format!("invalid CIDR {s:?}: expected a.b.c.d/N with N between 8 and 30");
-        let (addr, len) = s.trim().split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let prefix: u8 = len.parse().map_err(|_| err())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(err());
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Ok(Cidr {
-            network: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        })
+/// A pod CIDR as the kubelet takes it: a network of /8 to /30.
+pub fn parse_pod_cidr(s: &str) -> Result<Cidr, String> {
+    let c = Cidr::parse(s)?;
+    if !(8..=30).contains(&c.prefix) {
+        return Err(format!(
+            "invalid pod CIDR {s:?}: expected a.b.c.d/N with N between 8 and 30"
+        ));
     }
-
-    fn mask(&self) -> u32 {
-        u32::MAX << (32 - self.prefix)
-    }
-
-    fn first(&self) -> u32 {
-        u32::from(self.network)
-    }
-
-    fn last(&self) -> u32 {
-        self.first() | !self.mask()
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == self.first()
-    }
-
-    /// Whether `ip` may be given to a pod.
-    pub fn usable(&self, ip: Ipv4Addr) -> bool {
-        let n = u32::from(ip);
-        let last_octet = n & 0xff;
-        self.contains(ip)
-            && n > self.first() + 1
-            && n < self.last()
-            && last_octet != 0
-            && last_octet != 255
-    }
-
-    pub fn is_loopback(&self) -> bool {
-        self.network.is_loopback()
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
+    Ok(c)
 }
 
 /// The default pod CIDR of a node: `127.X.0.0/16` with X in 2..=250 from a hash of its name,
 /// so nodes started without `--pod-cidr` rarely collide and keep their range across restarts.
 pub fn default_pod_cidr(node_name: &str) -> String {
     format!("127.{}.0.0/16", 2 + cri::cni::name_hash(node_name) % 249)
-}
-
-/// The default pod CIDR of a CRI node (real addresses): `10.244.X.0/24`, X from the name.
-pub fn default_cri_pod_cidr(node_name: &str) -> String {
-    format!("10.244.{}.0/24", cri::cni::name_hash(node_name) % 256)
 }
 
 /// Which pod (uid) holds which address.
@@ -108,7 +67,7 @@ impl IpAllocator {
 
     /// Record an address a pod already has (from the state directory after a restart).
     pub fn reserve(&mut self, uid: &str, ip: Ipv4Addr) -> Result<(), String> {
-        if !self.cidr.usable(ip) {
+        if !usable(&self.cidr, ip) {
             return Err(format!("{ip} is not a usable address of {}", self.cidr));
         }
         match self.by_ip.get(&ip) {
@@ -136,7 +95,7 @@ impl IpAllocator {
         for step in 1..=size {
             let n = first + (self.cursor - first + step) % size;
             let ip = Ipv4Addr::from(n);
-            if self.cidr.usable(ip) && !self.by_ip.contains_key(&ip) {
+            if usable(&self.cidr, ip) && !self.by_ip.contains_key(&ip) {
                 self.cursor = n;
                 self.by_ip.insert(ip, uid.to_string());
                 self.by_uid.insert(uid.to_string(), ip);
@@ -175,7 +134,7 @@ mod tests {
 
     #[test]
     fn parses_and_normalises() {
-        let c = Cidr::parse("127.11.3.4/16").unwrap();
+        let c = parse_pod_cidr("127.11.3.4/16").unwrap();
         assert_eq!(c.to_string(), "127.11.0.0/16");
         assert!(c.is_loopback());
         for bad in [
@@ -185,9 +144,9 @@ mod tests {
             "x/16",
             "127.0.0/16",
         ] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
+            assert!(parse_pod_cidr(bad).is_err(), "{bad}");
         }
-        assert!(!Cidr::parse("10.0.0.0/16").unwrap().is_loopback());
+        assert!(!parse_pod_cidr("10.0.0.0/16").unwrap().is_loopback());
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod exec;
 pub mod ip_alloc;
 pub mod logs;
 pub mod machine;
+pub mod network;
 pub mod node;
 pub mod pod_manager;
 pub mod pod_worker;
@@ -67,7 +68,7 @@ use api::Quantity;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Allocatable, Context};
-use crate::ip_alloc::{Cidr, IpAllocator};
+use crate::ip_alloc::IpAllocator;
 use crate::runtime::Runtime;
 
 /// How one kubelet runs.
@@ -81,7 +82,9 @@ pub struct Config {
     pub listener: TcpListener,
     /// Sandboxes, logs and state of this node's pods.
     pub root_dir: PathBuf,
-    /// Where pod IPs come from: a range inside 127.0.0.0/8 (`127.11.0.0/16`).
+    /// Where pod IPs come from: a range inside 127.0.0.0/8 (`127.11.0.0/16`) for the process
+    /// runtime; any range for the CRI runtime, where empty means "the one the controller-manager
+    /// assigns to the Node" (node IPAM).
     pub pod_cidr: String,
     /// The node's InternalIP (where the API server reaches the kubelet).
     pub node_ip: String,
@@ -217,8 +220,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             name_errors.join("; ")
         );
     }
-    let cidr = Cidr::parse(&config.pod_cidr).map_err(anyhow::Error::msg)?;
-    if !cidr.is_loopback() && config.runtime != RuntimeKind::Cri {
+    let cri = config.runtime == RuntimeKind::Cri;
+    // A CRI node may wait for the controller-manager to assign its range; the loopback
+    // allocator is then unused.
+    let assigned_later = cri && config.pod_cidr.is_empty();
+    let cidr = if assigned_later {
+        ip_alloc::parse_pod_cidr("127.0.0.0/30").map_err(anyhow::Error::msg)?
+    } else {
+        ip_alloc::parse_pod_cidr(&config.pod_cidr).map_err(anyhow::Error::msg)?
+    };
+    if !cidr.is_loopback() && !cri {
         bail!(
             "pod CIDR {cidr} is not inside 127.0.0.0/8: the process runtime gives pods loopback addresses"
         );
@@ -259,6 +270,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Ends the kubelet's helpers (server, node agent, the runtime's relist loop) once every
     // pod worker has stopped.
     let aux = CancellationToken::new();
+    let mut cri_runtime: Option<Arc<runtime::cri::CriRuntime>> = None;
     let runtime: Arc<dyn Runtime> = match config.runtime {
         RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime {
             shim: config
@@ -284,7 +296,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     node_memory: allocatable.memory,
                     dirs: dirs.clone(),
                     cni_conf_dir: config.cni_conf_dir.clone(),
-                    pod_cidr: cidr.to_string(),
                     relist_period: Duration::from_secs(1),
                     connect_timeout: Duration::from_secs(30),
                     log_max_size: config.container_log_max_size,
@@ -293,7 +304,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )
             .await
             .map_err(anyhow::Error::msg)?;
-            Arc::new(cri)
+            let cri = Arc::new(cri);
+            if !assigned_later {
+                cri.install_network(&cidr.to_string())
+                    .map_err(anyhow::Error::msg)?;
+            }
+            cri_runtime = Some(cri.clone());
+            cri
         }
     };
     let cgroups = match config.runtime {
@@ -357,7 +374,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         info: node::NodeInfo {
             name: config.node_name.clone(),
             ip: config.node_ip.clone(),
-            pod_cidr: cidr.to_string(),
+            pod_cidr: if assigned_later {
+                String::new()
+            } else {
+                cidr.to_string()
+            },
             port,
             labels: node::node_labels(
                 &config.node_name,
@@ -370,17 +391,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             taints: config.register_with_taints.clone(),
             memory_limits: (config.runtime == RuntimeKind::Process).then(|| cgroups.condition()),
         },
-        client,
+        client: client.clone(),
         runtime: runtime.clone(),
         heartbeat_interval: config.heartbeat_interval,
         status_interval: config.node_status_interval,
     };
     let agent_task = tokio::spawn(agent.run(aux.clone()));
+    // With the CRI runtime: the pod CIDR from the controller-manager when none was given, and
+    // routes to the other nodes' pods.
+    let mut network_tasks = Vec::new();
+    if let Some(cri) = cri_runtime {
+        if assigned_later {
+            network_tasks.push(tokio::spawn(network::await_pod_cidr(
+                client.clone(),
+                config.node_name.clone(),
+                cri,
+                aux.clone(),
+            )));
+        }
+        network_tasks.push(tokio::spawn(network::run_routes(
+            client.clone(),
+            config.node_name.clone(),
+            aux.clone(),
+        )));
+    }
 
     pod_manager::run(ctx.clone(), shutdown).await;
 
     aux.cancel();
     let _ = agent_task.await;
+    for t in network_tasks {
+        let _ = t.await;
+    }
     match server_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "kubelet HTTP server failed"),

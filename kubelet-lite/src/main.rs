@@ -29,7 +29,8 @@ struct Args {
     #[arg(long)]
     root_dir: Option<PathBuf>,
     /// Pod IP range: inside 127.0.0.0/8 for the process runtime (default: 127.X.0.0/16, X from
-    /// a hash of the node name); any range with `--runtime cri` (default: 10.244.X.0/24).
+    /// a hash of the node name); any range with `--runtime cri` (default: the one the
+    /// controller-manager assigns to the Node, from its `--cluster-cidr`).
     #[arg(long)]
     pod_cidr: Option<String>,
     /// CPU capacity to report, e.g. 4 or 3500m (default: the machine's CPU count).
@@ -176,7 +177,7 @@ fn config(args: Args) -> Result<kubelet_lite::Config, String> {
     let mut c = kubelet_lite::Config::new(args.server, node_name, listener, root_dir);
     if cri {
         c.runtime = kubelet_lite::RuntimeKind::Cri;
-        c.pod_cidr = kubelet_lite::ip_alloc::default_cri_pod_cidr(&c.node_name);
+        c.pod_cidr = String::new();
         c.container_runtime_endpoint = args.container_runtime_endpoint;
         c.cni_conf_dir = (!args.cni_conf_dir.as_os_str().is_empty()).then_some(args.cni_conf_dir);
         c.cluster_dns = args.cluster_dns;

@@ -28,6 +28,7 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 pub struct NodeInfo {
     pub name: String,
     pub ip: String,
+    /// Empty: the controller-manager assigns one (node IPAM), and the kubelet takes it.
     pub pod_cidr: String,
     pub port: u16,
     /// Every label (built-in and user's).
@@ -212,7 +213,11 @@ impl NodeInfo {
             },
             spec: NodeSpec {
                 pod_cidr: self.pod_cidr.clone(),
-                pod_cidrs: vec![self.pod_cidr.clone()],
+                pod_cidrs: if self.pod_cidr.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![self.pod_cidr.clone()]
+                },
                 taints: self.taints.clone(),
                 ..Default::default()
             },
@@ -259,7 +264,7 @@ impl NodeAgent {
                 changed = true;
             }
         }
-        if cur.spec.pod_cidr != self.info.pod_cidr {
+        if !self.info.pod_cidr.is_empty() && cur.spec.pod_cidr != self.info.pod_cidr {
             tracing::info!(node = %self.info.name, old = %cur.spec.pod_cidr, new = %self.info.pod_cidr, "pod CIDR changed");
             cur.spec.pod_cidr = self.info.pod_cidr.clone();
             cur.spec.pod_cidrs = vec![self.info.pod_cidr.clone()];

@@ -48,9 +48,8 @@ pub struct CriConfig {
     /// The node's memory, for the OOM score of Burstable pods.
     pub node_memory: i64,
     pub dirs: Dirs,
-    /// Where to write the node's CNI config (`--cni-conf-dir`), and for which pod CIDR.
+    /// Where to write the node's CNI config (`--cni-conf-dir`); see [`CriRuntime::install_network`].
     pub cni_conf_dir: Option<PathBuf>,
-    pub pod_cidr: String,
     /// How often containers are relisted to notice exits (the kubelet's PLEG relists every
     /// second).
     pub relist_period: Duration,
@@ -110,8 +109,9 @@ fn label_filter(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 impl CriRuntime {
-    /// Connect to the runtime (waiting up to `connect_timeout` for it to answer), install the
-    /// node's CNI config, and start the relist loop (it ends with `shutdown`).
+    /// Connect to the runtime (waiting up to `connect_timeout` for it to answer) and start the
+    /// relist loop (it ends with `shutdown`). The pod network comes with
+    /// [`CriRuntime::install_network`], once the node's pod CIDR is known.
     pub async fn connect(
         cfg: CriConfig,
         shutdown: CancellationToken,
@@ -134,12 +134,6 @@ impl CriRuntime {
                 }
             }
         };
-        if let Some(dir) = &cfg.cni_conf_dir {
-            let ipam = cfg.dirs.root().join("cni-ipam");
-            let path = cni::install(dir, &cfg.node.node_name, &cfg.pod_cidr, &ipam)
-                .map_err(|e| format!("cannot install the node's CNI config: {e}"))?;
-            tracing::info!(path = %path.display(), cidr = %cfg.pod_cidr, bridge = %cri::cni::bridge_name(&cfg.node.node_name), "CNI config installed");
-        }
         let name = version.runtime_name.clone();
         let inner = Arc::new(Inner {
             version: format!("{}://{}", version.runtime_name, version.runtime_version),
@@ -157,6 +151,21 @@ impl CriRuntime {
 
     pub fn client(&self) -> &cri::Client {
         &self.inner.client
+    }
+
+    /// Write the node's CNI config for pod CIDR `cidr` into `--cni-conf-dir` (nothing without
+    /// one: the network is someone else's then). Until it is there, the runtime reports its
+    /// network not ready, and so does the node.
+    pub fn install_network(&self, cidr: &str) -> Result<(), String> {
+        let cfg = &self.inner.cfg;
+        let Some(dir) = &cfg.cni_conf_dir else {
+            return Ok(());
+        };
+        let ipam = cfg.dirs.root().join("cni-ipam");
+        let path = cni::install(dir, &cfg.node.node_name, cidr, &ipam)
+            .map_err(|e| format!("cannot install the node's CNI config: {e}"))?;
+        tracing::info!(path = %path.display(), %cidr, bridge = %cri::cni::bridge_name(&cfg.node.node_name), "CNI config installed");
+        Ok(())
     }
 }
 
