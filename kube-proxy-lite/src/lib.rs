@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`model`]: what is programmed — Service ports and their endpoints.
 //! - [`nft`]: the nftables back end (one table, replaced atomically).
+//! - [`userspace`]: the back end without privileges: listeners on loopback virtual IPs.
 
 pub mod model;
 pub mod nft;
+pub mod userspace;
