@@ -91,6 +91,19 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
     })
     .await;
     assert_eq!(containerds_of(&data), 2, "one containerd per node");
+    // Each node's range comes from node IPAM, and describe says what kind of network it is.
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &["--server", &server, "describe", "node", "worker-1"],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("PodCIDR:") && out.contains("10.244."), "{out}");
+    assert!(
+        out.contains("Pod Network:") && out.contains("CNI bridge kl-worker-1"),
+        "{out}"
+    );
 
     let kc = data.join("kubeconfig").display().to_string();
     let (code, out, err) = run_cli(

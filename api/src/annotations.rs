@@ -17,6 +17,10 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 /// template starts a new rollout.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
+/// kube-lite's: how a node's pods are networked, in words (`describe node` shows it): loopback
+/// addresses of one machine (the process runtime), or a CNI bridge routed between nodes (CRI).
+pub const POD_NETWORK: &str = "kube-lite.io/pod-network";
+
 /// The label a Deployment adds to its ReplicaSets' selectors and pods, so that revisions never
 /// share pods.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";

@@ -1113,6 +1113,17 @@ pub fn node(
     if !cidrs.is_empty() {
         w.line(0, &format!("PodCIDRs:\t{}", cidrs.join(",")));
     }
+    // kube-lite's: which kind of pod network the node has.
+    let network = str_of(
+        node,
+        &format!(
+            "/metadata/annotations/{}",
+            api::annotations::POD_NETWORK.replace('/', "~1")
+        ),
+    );
+    if !network.is_empty() {
+        w.line(0, &format!("Pod Network:\t{network}"));
+    }
     // What the pods on the node asked for, against what the node can give.
     let alloc = if node["status"]["allocatable"]
         .as_object()

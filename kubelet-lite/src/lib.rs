@@ -380,6 +380,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 cidr.to_string()
             },
             port,
+            pod_network: match config.runtime {
+                RuntimeKind::Cri => format!(
+                    "CNI bridge {} on this node; other nodes' pod ranges routed via their node IPs",
+                    cri::cni::bridge_name(&config.node_name)
+                ),
+                RuntimeKind::Process => "loopback: pod IPs are addresses of this machine's lo, reachable from this machine only".into(),
+                RuntimeKind::Fake => "none (fake runtime)".into(),
+            },
             labels: node::node_labels(
                 &config.node_name,
                 &machine.architecture,

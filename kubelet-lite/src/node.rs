@@ -3,6 +3,7 @@
 //! `heartbeat_interval`, and the Node's conditions refreshed every `node_status_interval`
 //! (a Node deleted meanwhile is registered again).
 
+use api::annotations::POD_NETWORK;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct NodeInfo {
     pub ip: String,
     /// Empty: the controller-manager assigns one (node IPAM), and the kubelet takes it.
     pub pod_cidr: String,
+    /// How the pods are networked, in words (the `kube-lite.io/pod-network` annotation).
+    pub pod_network: String,
     pub port: u16,
     /// Every label (built-in and user's).
     pub labels: BTreeMap<String, String>,
@@ -204,11 +207,13 @@ impl NodeInfo {
         }
     }
 
-    pub fn desired(&self, now: Time) -> Node {
+    /// The Node as this kubelet registers it; `runtime_problem`: why it is not Ready yet.
+    pub fn desired(&self, now: Time, runtime_problem: Option<&str>) -> Node {
         let mut n = Node {
             metadata: ObjectMeta {
                 name: self.name.clone(),
                 labels: self.labels.clone(),
+                annotations: [(POD_NETWORK.to_string(), self.pod_network.clone())].into(),
                 ..Default::default()
             },
             spec: NodeSpec {
@@ -221,7 +226,7 @@ impl NodeInfo {
                 taints: self.taints.clone(),
                 ..Default::default()
             },
-            status: Some(self.status(None, now, None)),
+            status: Some(self.status(None, now, runtime_problem)),
             ..Default::default()
         };
         n.set_type_meta();
@@ -247,7 +252,8 @@ impl NodeAgent {
     /// Create the Node, or bring an existing one up to date (a restarted kubelet).
     pub async fn register(&self) -> client::Result<Node> {
         let api = self.nodes();
-        let desired = self.info.desired(Time::now());
+        let problem = self.runtime.health().await.err();
+        let desired = self.info.desired(Time::now(), problem.as_deref());
         match api.create(&desired).await {
             Ok(n) => {
                 tracing::info!(node = %self.info.name, "node registered");
@@ -264,6 +270,12 @@ impl NodeAgent {
                 changed = true;
             }
         }
+        if cur.metadata.annotations.get(POD_NETWORK) != Some(&self.info.pod_network) {
+            cur.metadata
+                .annotations
+                .insert(POD_NETWORK.to_string(), self.info.pod_network.clone());
+            changed = true;
+        }
         if !self.info.pod_cidr.is_empty() && cur.spec.pod_cidr != self.info.pod_cidr {
             tracing::info!(node = %self.info.name, old = %cur.spec.pod_cidr, new = %self.info.pod_cidr, "pod CIDR changed");
             cur.spec.pod_cidr = self.info.pod_cidr.clone();
@@ -273,7 +285,6 @@ impl NodeAgent {
         if changed {
             cur = api.replace(&self.info.name, &cur).await?;
         }
-        let problem = self.runtime.health().await.err();
         let n = self
             .patch_status(cur.status.as_ref(), problem.as_deref())
             .await?;
@@ -444,6 +455,7 @@ mod tests {
             name: "worker-1".into(),
             ip: "127.0.0.1".into(),
             pod_cidr: "127.11.0.0/16".into(),
+            pod_network: "loopback".into(),
             port: 10250,
             labels: node_labels(
                 "worker-1",
@@ -481,7 +493,7 @@ mod tests {
 
     #[test]
     fn desired_node_looks_like_a_kubelets() {
-        let n = info().desired(t(0));
+        let n = info().desired(t(0), None);
         let v = serde_json::to_value(&n).unwrap();
         assert_eq!(v["kind"], "Node");
         assert_eq!(
