@@ -278,7 +278,7 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
         &node.name,
         json!({"metadata": {"name": "chatty"}, "spec": {"terminationGracePeriodSeconds": 1,
             "containers": [{"name": "c", "image": "kube-lite/web:1", "command": ["sh", "-c",
-                "i=0; while [ $i -lt 400 ]; do echo \"line $i of a chatty container\"; i=$((i+1)); sleep 0.01; done; echo done; exec sleep 3600"]}]}}),
+                "i=0; while [ $i -lt 400 ]; do echo \"line $i of a chatty container\"; i=$((i+1)); sleep 0.01; done; while :; do echo tick; sleep 1; done"]}]}}),
     )
     .await;
     let hog = wait_pod(&client, "hog", "OOMKilled", |p| {
@@ -339,8 +339,10 @@ async fn limits_probes_crashes_and_pull_errors_are_reported_as_kubernetes_does()
     .await;
 
     let chatty = format!("http://127.0.0.1:{port}/containerLogs/default/chatty/c");
-    wait_body(&chatty, "the chatty container's last line", |b| {
-        b.ends_with("done\n")
+    // Past the burst, the current (reopened) file has the latest lines: a rotation moves the
+    // file away whole, as the kubelet does, and `logs` reads the current one.
+    wait_body(&chatty, "the chatty container's latest lines", |b| {
+        b.ends_with("tick\n") && !b.contains("line 0 ")
     })
     .await;
     let chatty_pod = pods(&client).get("chatty").await.expect("chatty");
