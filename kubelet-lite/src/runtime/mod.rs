@@ -67,10 +67,12 @@ pub struct ExitInfo {
     pub reason: Option<String>,
 }
 
-/// A started container.
+/// A started container. `pid`, `pgid`, `start_ticks`, `reaped`, `shim` and `cgroup` are the
+/// process runtime's (zero or empty for the others, which know their containers by `id`).
 #[derive(Debug)]
 pub struct Running {
-    /// Runtime-specific id (the pid for the process runtime); shown as `kube-lite://<id>`.
+    /// Runtime-specific id: the pid for the process runtime, the container id for CRI; the
+    /// status shows it as [`Runtime::status_id`] says (`kube-lite://…`, `containerd://…`).
     pub id: String,
     pub pid: i32,
     /// The process group every process of the container is in.
