@@ -4,6 +4,7 @@
 //! loopback exactly as they would across machines.
 
 mod load;
+mod node;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Up(up::UpArgs),
     /// Load images into the nodes of a cluster (`load docker-image NAME[:TAG]...`).
     Load(load::LoadArgs),
+    /// Run one worker node: a private containerd and kubelet-lite with the CRI runtime (root).
+    Node(node::NodeArgs),
 }
 
 fn main() {
@@ -40,6 +43,7 @@ async fn tokio_main() {
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Node(args) => node::run(args).await,
     };
     if let Err(e) = result {
         client::process::fail(&format!("{e:#}"));

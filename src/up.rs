@@ -112,17 +112,7 @@ async fn start_runtimes(
     cri::containerd::preflight().map_err(|e| anyhow::anyhow!("--runtime cri: {e}"))?;
     let starts = (1..=args.nodes).map(|i| {
         let dir = data_dir.join("containerd").join(format!("worker-{i}"));
-        async move {
-            let c = cri::containerd::Containerd::start(cri::containerd::Config::new(&dir))
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot start containerd in {}: {e}", dir.display())
-                })?;
-            cri::image::ensure_builtin_images(c.socket())
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot import the built-in images: {e}"))?;
-            Ok::<_, anyhow::Error>(c)
-        }
+        async move { crate::node::start_containerd(&dir).await }
     });
     let mut runtimes = Vec::new();
     let mut containerds = Vec::new();

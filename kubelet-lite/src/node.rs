@@ -377,13 +377,27 @@ impl NodeAgent {
             .map(|c| c.message.clone());
         let mut tick = tokio::time::interval(self.heartbeat_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_lease = tokio::time::Instant::now() - self.heartbeat_interval;
         loop {
+            // While not ready, the runtime is asked every second, so the node turns Ready as
+            // soon as it can run pods (e.g. once its pod network is installed).
+            let recheck = async {
+                if problem.is_some() {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = recheck => {}
             }
-            if let Err(e) = self.renew_lease(&mut lease, &node).await {
-                tracing::warn!(node = %self.info.name, error = %e, "cannot renew the node lease");
+            if last_lease.elapsed() + Duration::from_millis(200) >= self.heartbeat_interval {
+                if let Err(e) = self.renew_lease(&mut lease, &node).await {
+                    tracing::warn!(node = %self.info.name, error = %e, "cannot renew the node lease");
+                }
+                last_lease = tokio::time::Instant::now();
             }
             let now_problem = self.runtime.health().await.err();
             let changed = now_problem != problem;
