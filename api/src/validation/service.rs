@@ -551,7 +551,7 @@ pub fn validate_endpoints(ep: &Endpoints) -> Vec<FieldError> {
         let path = format!("subsets[{i}]");
         if s.addresses.is_empty() && s.not_ready_addresses.is_empty() {
             errs.push(FieldError::required(
-                format!("{path}"),
+                path.clone(),
                 "must specify `addresses` or `notReadyAddresses`",
             ));
         }

@@ -15,8 +15,16 @@ use crate::storage::{self, Stored, Update, Written};
 use crate::strategy::{self, FieldValidation, Strategy, name_of};
 
 /// How many times a Service write picks again after another writer took the ClusterIP or node
-/// port it picked (each time with a fresh view of what is taken).
-const ALLOCATION_ATTEMPTS: usize = 8;
+/// port it picked (each time with a fresh view of what is taken, after a short random pause).
+/// Every lost race is someone else's win, so writers always progress; this bounds how long
+/// one unlucky writer keeps trying when many write at once into a nearly full range.
+const ALLOCATION_ATTEMPTS: usize = 20;
+
+/// A pause of up to `attempt` × 2 ms before picking again, so racing writers spread out.
+async fn allocation_backoff(attempt: usize) {
+    let ms = rand::rng().random_range(0..=(attempt as u64 * 2));
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// What is taken, for a kind whose writes allocate (Services); None for every other kind.
 async fn used_for(state: &AppState, strat: &Strategy) -> ApiResult<Option<Used>> {
@@ -216,10 +224,11 @@ async fn create_object(
             }
             Written::ClaimTaken(claim) => {
                 allocation_attempts += 1;
-                tracing::debug!(%ns, %name, %claim, attempt = allocation_attempts, "allocation lost a race; picking again");
+                tracing::info!(%ns, %name, %claim, attempt = allocation_attempts, "allocation lost a race; picking again");
                 if allocation_attempts >= ALLOCATION_ATTEMPTS {
                     return Err(ApiError::claim_taken(&claim));
                 }
+                allocation_backoff(allocation_attempts).await;
             }
         }
     }
@@ -355,6 +364,7 @@ pub async fn update(state: &AppState, req: &Request, mode: Mode) -> ApiResult<Re
         match res {
             Err(e) if e.taken_claim().is_some() && attempt + 1 < ALLOCATION_ATTEMPTS => {
                 attempt += 1;
+                allocation_backoff(attempt).await;
             }
             other => break other?,
         }
@@ -424,6 +434,7 @@ pub async fn patch(state: &AppState, req: &Request, mode: Mode) -> ApiResult<Res
         match res {
             Err(e) if e.taken_claim().is_some() && attempt + 1 < ALLOCATION_ATTEMPTS => {
                 attempt += 1;
+                allocation_backoff(attempt).await;
             }
             other => break other?,
         }

@@ -4,7 +4,9 @@
 //! Picking follows Kubernetes' allocators: the low end of each range (16 to 256 addresses, 16
 //! to 128 ports) is a *static band* that dynamic allocation uses only once the rest is full, so
 //! that values users ask for by hand (the cluster DNS at `10.96.0.10`) are rarely taken by
-//! accident. In the rest, a random start then the first free value after it.
+//! accident. Within a band the pick is uniformly random among the free values, so that writers
+//! picking at the same moment (with the same view of what is taken) rarely pick alike — in a
+//! huge band (a /12 holds a million addresses) by random probes, then a scan.
 
 use std::net::Ipv4Addr;
 
