@@ -7,10 +7,13 @@
 //! - [`garbage_collector`]: delete dependents of deleted owners; orphan and foreground deletion.
 //! - [`namespace`]: empty a deleted namespace, then let it go.
 //! - [`node_lifecycle`]: mark silent nodes unknown, taint them, evict their pods, untaint on return.
+//! - [`endpointslice`]: keep each Service's EndpointSlices (and legacy Endpoints) listing the
+//!   pods it selects, ready or not, terminating or not.
 //! - [`context`]: what the controllers share (client, informer caches, event recorder).
 
 pub mod context;
 pub mod deployment;
+pub mod endpointslice;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
@@ -20,7 +23,8 @@ use std::sync::Arc;
 
 use api::apps::{Deployment, ReplicaSet};
 use api::coordination::Lease;
-use api::core::{Namespace, Node, Pod};
+use api::core::{Endpoints, Namespace, Node, Pod, Service};
+use api::discovery::EndpointSlice;
 use client::runtime::controller::run_workers;
 use client::runtime::events::Recorder;
 use client::runtime::informer::Informer;
@@ -101,6 +105,12 @@ async fn run_controllers(
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         ListParams::default(),
     );
+    let svc_inf = Informer::new(Api::<Service>::all(client.clone()), ListParams::default());
+    let slice_inf = Informer::new(
+        Api::<EndpointSlice>::all(client.clone()),
+        ListParams::default(),
+    );
+    let ep_inf = Informer::new(Api::<Endpoints>::all(client.clone()), ListParams::default());
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         pods: pod_inf.store(),
@@ -109,6 +119,9 @@ async fn run_controllers(
         namespaces: ns_inf.store(),
         nodes: node_inf.store(),
         leases: lease_inf.store(),
+        services: svc_inf.store(),
+        endpoint_slices: slice_inf.store(),
+        endpoints: ep_inf.store(),
         recorder: Recorder::new(client.clone(), "controller-manager", ""),
     });
     let rsc = replicaset::ReplicaSetController::new(ctx.clone());
@@ -117,13 +130,27 @@ async fn run_controllers(
     let nsc = namespace::NamespaceController::new(ctx.clone());
     let nlc =
         node_lifecycle::NodeLifecycleController::new(ctx.clone(), config.node_lifecycle.clone());
+    let esc = endpointslice::EndpointSliceController::new(ctx.clone());
     {
-        let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
+        let (r, d, g, e) = (rsc.clone(), dc.clone(), gc.clone(), esc.clone());
         pod_inf.on_change(move |c| {
             r.on_pod(c);
             d.on_pod(c);
             g.on_pod(c);
+            e.on_pod(c);
         });
+        let (e, g) = (esc.clone(), gc.clone());
+        svc_inf.on_change(move |c| {
+            e.on_service(c);
+            g.on_service(c);
+        });
+        let (e, g) = (esc.clone(), gc.clone());
+        slice_inf.on_change(move |c| {
+            e.on_endpoint_slice(c);
+            g.on_endpoint_slice(c);
+        });
+        let e = esc.clone();
+        ep_inf.on_change(move |c| e.on_endpoints(c));
         let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
         rs_inf.on_change(move |c| {
             r.on_replica_set(c);
@@ -145,6 +172,9 @@ async fn run_controllers(
         ns_inf.spawn(shutdown.clone()).wait_ready_owned(),
         node_inf.spawn(shutdown.clone()).wait_ready_owned(),
         lease_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        svc_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        slice_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        ep_inf.spawn(shutdown.clone()).wait_ready_owned(),
     ];
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
@@ -152,7 +182,13 @@ async fn run_controllers(
     }
     tracing::info!(server = %config.server, "controller-manager caches synced; controllers starting");
     let w = config.workers;
-    let (r, d, g, n) = (rsc.clone(), dc.clone(), gc.clone(), nsc.clone());
+    let (r, d, g, n, e) = (
+        rsc.clone(),
+        dc.clone(),
+        gc.clone(),
+        nsc.clone(),
+        esc.clone(),
+    );
     tokio::join!(
         run_workers(
             "replicaset",
@@ -181,6 +217,13 @@ async fn run_controllers(
             1,
             shutdown.clone(),
             move |k| n.clone().sync(k)
+        ),
+        run_workers(
+            "endpointslice",
+            esc.queue.clone(),
+            w,
+            shutdown.clone(),
+            move |k| e.clone().sync(k)
         ),
         nlc.run(shutdown.clone()),
     );
