@@ -246,15 +246,13 @@ impl EndpointSliceController {
         Ok(())
     }
 
+    /// The Service is gone: so are its Endpoints (Kubernetes' endpoints controller does the
+    /// same). Asked of the API server, not the cache: Endpoints written a moment before the
+    /// Service was deleted may not be in the cache yet.
     async fn delete_endpoints(&self, key: &str) -> Result<()> {
-        let Some(ep) = self.ctx.endpoints.get(key) else {
-            return Ok(());
-        };
-        let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), &ep.metadata.namespace);
-        match api
-            .delete(&ep.metadata.name, &DeleteOptions::default())
-            .await
-        {
+        let (ns, name) = client::runtime::split_key(key);
+        let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), ns);
+        match api.delete(name, &DeleteOptions::default()).await {
             Ok(_) => {
                 tracing::info!(service = %key, "deleted endpoints of a deleted service");
                 Ok(())
