@@ -904,16 +904,28 @@ fn kubectl_steps(e: &mut E2e) {
     );
     e.step(
         K,
-        "kubectl apply -f my-service.yaml (twice)",
-        "the docs' Service: created, then unchanged (the allocated ClusterIP is kept); no pods: no endpoints",
+        "kubectl apply -f my-service.yaml (twice, then changed)",
+        "the docs' Service: created, unchanged (the allocated ClusterIP is kept), configured (ports merged by port); no pods: no endpoints",
         |e| {
             let f = manifest("my-service.yaml");
             has(&e.ok(&["apply", "-f", &f])?, "service/my-service created")?;
             let ip = e.jsonpath(&["get", "svc", "my-service"], "{.spec.clusterIP}")?;
             has(&e.ok(&["apply", "-f", &f])?, "service/my-service unchanged")?;
+            let changed = e.dir.join("my-service-9377.yaml");
+            let text = std::fs::read_to_string(&f).map_err(|x| x.to_string())?;
+            std::fs::write(&changed, text.replace("targetPort: 9376", "targetPort: 9377"))
+                .map_err(|x| x.to_string())?;
+            has(
+                &e.ok(&["apply", "-f", &changed.display().to_string()])?,
+                "service/my-service configured",
+            )?;
             let again = e.jsonpath(&["get", "svc", "my-service"], "{.spec.clusterIP}")?;
-            if ip.is_empty() || ip != again {
-                return Err(format!("{ip:?} then {again:?}"));
+            let target = e.jsonpath(
+                &["get", "svc", "my-service"],
+                "{.spec.ports[0].targetPort}",
+            )?;
+            if ip.is_empty() || ip != again || target != "9377" {
+                return Err(format!("{ip:?} then {again:?}, targetPort {target}"));
             }
             let out = poll("the placeholder slice", POLL_TIMEOUT, || {
                 let out = e

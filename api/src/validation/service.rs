@@ -49,12 +49,13 @@ fn port_num(p: i32) -> Vec<String> {
 /// hyphens, at least one letter, no hyphen at either end or twice in a row.
 pub fn port_name(name: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if name.is_empty() || name.len() > 15 {
+    if name.len() > 15 {
         out.push("must be no more than 15 characters".into());
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
         out.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
     }
@@ -904,6 +905,13 @@ mod tests {
         assert!(!port_name("8080").is_empty());
         assert!(!port_name("a--b").is_empty());
         assert!(!port_name("averyveryverylongname").is_empty());
+        assert_eq!(
+            port_name(""),
+            vec![
+                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "must contain at least one letter (a-z)"
+            ]
+        );
     }
 
     #[test]
