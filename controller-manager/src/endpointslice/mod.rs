@@ -6,9 +6,9 @@
 //!
 //! One sync per Service key: read the Service, its pods and its slices from the caches, plan
 //! the slices ([`plan`]), write the difference, then the Endpoints ([`endpoints`]). Services
-//! without a selector are left alone (someone else writes their endpoints). A deleted Service's
-//! slices are removed by the garbage collector (they carry a controller owner reference); its
-//! Endpoints are deleted here.
+//! without a selector are left alone (someone else writes their endpoints), and so are
+//! ExternalName Services. A deleted Service's slices are removed by the garbage collector
+//! (they carry a controller owner reference); its Endpoints are deleted here.
 
 mod endpoints;
 mod plan;
@@ -142,7 +142,12 @@ impl EndpointSliceController {
             self.delete_endpoints(&key).await?;
             return Ok(Action::AwaitChange);
         };
-        if svc.spec.selector.is_empty() || svc.metadata.deletion_timestamp.is_some() {
+        // Without a selector someone else writes the endpoints; an ExternalName Service is a
+        // DNS alias and has none (as Kubernetes' controller).
+        if svc.spec.selector.is_empty()
+            || svc.spec.type_ == api::core::service::TYPE_EXTERNAL_NAME
+            || svc.metadata.deletion_timestamp.is_some()
+        {
             return Ok(Action::AwaitChange);
         }
         let ns = svc.metadata.namespace.clone();
