@@ -1,4 +1,5 @@
-//! `core/v1` kinds: Pod, ConfigMap, Node, Namespace, Event, and the pieces they are made of.
+//! `core/v1` kinds: Pod, ConfigMap, Node, Namespace, Event, and the pieces they are made of;
+//! Service and Endpoints are in [`service`].
 //!
 //! Fields kube-lite does not act on but users write (securityContext, lifecycle, …) are kept as
 //! free-form JSON so that nothing a user sends is silently lost.
@@ -11,6 +12,13 @@ use serde_json::Value;
 
 use crate::meta::{IntOrString, MicroTime, ObjectMeta, Time, is_false, is_zero_i32};
 use crate::quantity::Quantity;
+
+pub mod service;
+
+pub use service::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, LoadBalancerIngress,
+    LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
+};
 
 /// The smallest deployable unit: one or more containers scheduled together on a node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

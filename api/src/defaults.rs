@@ -2,7 +2,11 @@
 //! so that `kubectl get -o yaml` shows users the same fields they would see on a real cluster.
 
 use crate::apps::{Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment};
-use crate::core::{Container, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodSpec, Probe};
+use crate::core::service::{TYPE_CLUSTER_IP, TYPE_LOAD_BALANCER, TYPE_NODE_PORT};
+use crate::core::{
+    Container, Endpoints, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodSpec, Probe, Service,
+};
+use crate::discovery::EndpointSlice;
 use crate::meta::IntOrString;
 
 fn default_str(s: &mut String, v: &str) {
@@ -127,6 +131,59 @@ pub fn default_namespace(ns: &mut Namespace) {
     default_str(&mut status.phase, "Active");
 }
 
+/// Kubernetes' `SetDefaults_Service`. ClusterIPs, IP families and node ports are not defaults:
+/// the API server allocates them (`apiserver/src/services/`).
+pub fn default_service(svc: &mut Service) {
+    let spec = &mut svc.spec;
+    default_str(&mut spec.session_affinity, "None");
+    if spec.session_affinity == "None" {
+        spec.session_affinity_config = None;
+    } else if spec.session_affinity == "ClientIP" {
+        let timeout = spec
+            .session_affinity_config
+            .as_ref()
+            .and_then(|c| c.pointer("/clientIP/timeoutSeconds"));
+        if timeout.is_none() {
+            spec.session_affinity_config =
+                Some(serde_json::json!({"clientIP": {"timeoutSeconds": 10800}}));
+        }
+    }
+    default_str(&mut spec.type_, TYPE_CLUSTER_IP);
+    for p in &mut spec.ports {
+        default_str(&mut p.protocol, "TCP");
+        p.target_port = Some(p.target_port_or_default());
+    }
+    if spec.externally_accessible() {
+        default_str(&mut spec.external_traffic_policy, "Cluster");
+    }
+    if spec.internal_traffic_policy.is_none()
+        && matches!(
+            spec.type_.as_str(),
+            TYPE_CLUSTER_IP | TYPE_NODE_PORT | TYPE_LOAD_BALANCER
+        )
+    {
+        spec.internal_traffic_policy = Some("Cluster".into());
+    }
+    if spec.type_ == TYPE_LOAD_BALANCER {
+        spec.allocate_load_balancer_node_ports.get_or_insert(true);
+    }
+}
+
+/// Endpoints ports are TCP unless said otherwise.
+pub fn default_endpoints(ep: &mut Endpoints) {
+    for p in ep.subsets.iter_mut().flat_map(|s| s.ports.iter_mut()) {
+        default_str(&mut p.protocol, "TCP");
+    }
+}
+
+/// Kubernetes' `SetDefaults_EndpointPort`: name "" and protocol TCP when unset.
+pub fn default_endpoint_slice(slice: &mut EndpointSlice) {
+    for p in &mut slice.ports {
+        p.name.get_or_insert_with(String::new);
+        p.protocol.get_or_insert_with(|| "TCP".to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +235,36 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(f.api_version, "v1");
+    }
+
+    #[test]
+    fn service_defaults() {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "targetPort": "http"}]}
+        }))
+        .unwrap();
+        default_service(&mut svc);
+        let s = &svc.spec;
+        assert_eq!(s.session_affinity, "None");
+        assert_eq!(s.external_traffic_policy, "Cluster");
+        assert_eq!(s.internal_traffic_policy.as_deref(), Some("Cluster"));
+        assert_eq!(s.ports[0].protocol, "TCP");
+        assert_eq!(s.ports[0].target_port, Some(IntOrString::Int(80)));
+        assert_eq!(
+            s.ports[1].target_port,
+            Some(IntOrString::String("http".into()))
+        );
+        let mut plain = Service::default();
+        default_service(&mut plain);
+        assert_eq!(plain.spec.type_, "ClusterIP");
+        assert_eq!(
+            plain.spec.external_traffic_policy, "",
+            "not externally accessible"
+        );
+        let mut lb = Service::default();
+        lb.spec.type_ = "LoadBalancer".into();
+        default_service(&mut lb);
+        assert_eq!(lb.spec.allocate_load_balancer_node_ports, Some(true));
     }
 }

@@ -3,9 +3,10 @@
 //! # Layout
 //! - [`annotations`]: well-known annotation and label keys (last-applied, revision, …).
 //! - [`meta`]: `ObjectMeta`, `Status`, lists, watch events, timestamps — apimachinery's `meta/v1`.
-//! - [`core`]: Pod, ConfigMap, Node, Namespace, Event — `core/v1`.
+//! - [`core`]: Pod, ConfigMap, Node, Namespace, Event, Service, Endpoints — `core/v1`.
 //! - [`apps`]: ReplicaSet, Deployment — `apps/v1`.
 //! - [`coordination`]: Lease — `coordination.k8s.io/v1`.
+//! - [`discovery`]: EndpointSlice — `discovery.k8s.io/v1`.
 //! - [`resource`]: the [`Resource`] trait and the table of every kind the cluster serves.
 //! - [`quantity`]: `"500m"`, `"128Mi"` → numbers.
 //! - [`selector`]: label selectors (`matchLabels`/`matchExpressions`, `a=b,c in (x,y)`) and field selectors.
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod coordination;
 pub mod core;
 pub mod defaults;
+pub mod discovery;
 pub mod merge_keys;
 pub mod meta;
 pub mod net;
@@ -34,7 +36,8 @@ pub mod validation;
 
 pub use apps::{Deployment, ReplicaSet};
 pub use coordination::Lease;
-pub use core::{ConfigMap, Event, Namespace, Node, Pod};
+pub use core::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
+pub use discovery::EndpointSlice;
 pub use meta::{List, ObjectMeta, Status, WatchEvent};
 pub use quantity::Quantity;
 pub use resource::{Resource, ResourceInfo};

@@ -3,8 +3,9 @@
 //! `meta/v1/types.go`), as one table for both sides of a patch — kubectl-lite computes patches
 //! with it (`kubectl apply`, `edit`, `set image`), the API server applies them with it.
 //!
-//! Field names suffice for the kinds kube-lite serves: no two fields of the same name carry
-//! different strategies.
+//! Field names decide, except where two kinds' fields of one name differ: a Service's
+//! `spec.ports` merge by `port` (a container's `ports` by `containerPort`), an EndpointSlice's
+//! `ports` are replaced whole. [`list_strategy_at`] knows the kind and the path.
 
 /// How a list field is patched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,19 @@ pub fn list_strategy(field: &str) -> ListStrategy {
     }
 }
 
+/// The strategy of the list at `path` (dotted from the object's root, without list indexes:
+/// `spec.template.spec.containers`) in an object of `kind`.
+pub fn list_strategy_at(kind: &str, path: &str) -> ListStrategy {
+    match (kind, path) {
+        ("Service", "spec.ports") => ListStrategy::Merge {
+            key: "port",
+            retain_keys: false,
+        },
+        ("EndpointSlice", "ports") => ListStrategy::Replace,
+        _ => list_strategy(path.rsplit('.').next().unwrap_or(path)),
+    }
+}
+
 /// The merge key of a list merged element by element; None for lists replaced whole and for
 /// lists of scalars.
 pub fn merge_key(field: &str) -> Option<&'static str> {
@@ -90,5 +104,19 @@ mod tests {
             }
         );
         assert!(retains_keys("strategy"));
+        let by = |k: &'static str| ListStrategy::Merge {
+            key: k,
+            retain_keys: false,
+        };
+        assert_eq!(list_strategy_at("Service", "spec.ports"), by("port"));
+        assert_eq!(
+            list_strategy_at("Deployment", "spec.template.spec.containers.ports"),
+            by("containerPort")
+        );
+        assert_eq!(
+            list_strategy_at("EndpointSlice", "ports"),
+            ListStrategy::Replace
+        );
+        assert_eq!(list_strategy_at("Node", "status.addresses"), by("type"));
     }
 }

@@ -123,10 +123,14 @@ pub const NAMESPACE: ResourceInfo = info!("Namespace", "namespaces", "namespace"
 pub const REPLICA_SET: ResourceInfo = info!("ReplicaSet", "replicasets", "replicaset", "apps", true, short: ["rs"], categories: ["all"], status: true, scale: true);
 pub const DEPLOYMENT: ResourceInfo = info!("Deployment", "deployments", "deployment", "apps", true, short: ["deploy"], categories: ["all"], status: true, scale: true);
 pub const LEASE: ResourceInfo = info!("Lease", "leases", "lease", "coordination.k8s.io", true, short: [], categories: [], status: false, scale: false);
+pub const SERVICE: ResourceInfo = info!("Service", "services", "service", "", true, short: ["svc"], categories: ["all"], status: true, scale: false);
+pub const ENDPOINTS: ResourceInfo = info!("Endpoints", "endpoints", "endpoints", "", true, short: ["ep"], categories: [], status: false, scale: false);
+pub const ENDPOINT_SLICE: ResourceInfo = info!("EndpointSlice", "endpointslices", "endpointslice", "discovery.k8s.io", true, short: [], categories: [], status: false, scale: false);
 
-/// Every kind the API server serves.
+/// Every kind the API server serves (`kubectl get all` lists the `all` ones in this order).
 pub const RESOURCES: &[ResourceInfo] = &[
     POD,
+    SERVICE,
     CONFIG_MAP,
     EVENT,
     NODE,
@@ -134,6 +138,8 @@ pub const RESOURCES: &[ResourceInfo] = &[
     REPLICA_SET,
     DEPLOYMENT,
     LEASE,
+    ENDPOINTS,
+    ENDPOINT_SLICE,
 ];
 
 /// Find a kind by anything a user may type: plural, singular, kind, short name, or
@@ -201,6 +207,9 @@ resource!(crate::core::Namespace, NAMESPACE);
 resource!(crate::apps::ReplicaSet, REPLICA_SET);
 resource!(crate::apps::Deployment, DEPLOYMENT);
 resource!(crate::coordination::Lease, LEASE);
+resource!(crate::core::Service, SERVICE);
+resource!(crate::core::Endpoints, ENDPOINTS);
+resource!(crate::discovery::EndpointSlice, ENDPOINT_SLICE);
 
 #[cfg(test)]
 mod tests {
@@ -217,6 +226,13 @@ mod tests {
             Some("Deployment")
         );
         assert_eq!(lookup("deployments.core"), None);
+        assert_eq!(lookup("svc").map(|r| r.kind), Some("Service"));
+        assert_eq!(lookup("ep").map(|r| r.kind), Some("Endpoints"));
+        assert_eq!(lookup("endpoints").map(|r| r.kind), Some("Endpoints"));
+        assert_eq!(
+            lookup("endpointslices.discovery.k8s.io").map(|r| r.kind),
+            Some("EndpointSlice")
+        );
         assert_eq!(lookup("widgets"), None);
     }
 

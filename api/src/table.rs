@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::apps::{Deployment, ReplicaSet};
 use crate::coordination::Lease;
-use crate::core::{ConfigMap, Event, Namespace, Node, Pod};
+use crate::core::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
+use crate::discovery::EndpointSlice;
 use crate::meta::Time;
 use crate::resource::ResourceInfo;
 
@@ -298,6 +299,72 @@ pub fn columns(info: &ResourceInfo) -> Vec<ColumnDefinition> {
             col("Holder", "string", 0, "The holder of the lease."),
             age,
         ],
+        "Service" => vec![
+            name,
+            col(
+                "Type",
+                "string",
+                0,
+                "type determines how the Service is exposed. Defaults to ClusterIP.",
+            ),
+            col(
+                "Cluster-IP",
+                "string",
+                0,
+                "clusterIP is the IP address of the service, assigned by the master.",
+            ),
+            col(
+                "External-IP",
+                "string",
+                0,
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            col(
+                "Port(s)",
+                "string",
+                0,
+                "The list of ports that are exposed by this service.",
+            ),
+            age,
+            col(
+                "Selector",
+                "string",
+                1,
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
+        ],
+        "Endpoints" => vec![
+            name,
+            col(
+                "Endpoints",
+                "string",
+                0,
+                "The set of all endpoints is the union of all subsets.",
+            ),
+            age,
+        ],
+        "EndpointSlice" => vec![
+            name,
+            col(
+                "AddressType",
+                "string",
+                0,
+                "addressType specifies the type of address carried by this EndpointSlice.",
+            ),
+            col(
+                "Ports",
+                "string",
+                0,
+                "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            ),
+            col(
+                "Endpoints",
+                "string",
+                0,
+                "endpoints is a list of unique endpoints in this slice.",
+            ),
+            age,
+        ],
         _ => vec![name, age],
     }
 }
@@ -331,6 +398,25 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             ]
         }
         "Event" => event_cells(&decode(obj), now),
+        "Service" => service_cells(&decode(obj), now),
+        "Endpoints" => {
+            let ep: Endpoints = decode(obj);
+            vec![
+                json!(ep.metadata.name),
+                json!(format_endpoints(&ep)),
+                json!(age(ep.metadata.creation_timestamp.as_ref(), now)),
+            ]
+        }
+        "EndpointSlice" => {
+            let s: EndpointSlice = decode(obj);
+            vec![
+                json!(s.metadata.name),
+                json!(s.address_type),
+                json!(format_slice_ports(&s)),
+                json!(format_slice_endpoints(&s)),
+                json!(age(s.metadata.creation_timestamp.as_ref(), now)),
+            ]
+        }
         "Lease" => {
             let l: Lease = decode(obj);
             vec![
@@ -589,6 +675,155 @@ fn event_cells(e: &Event, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// kubectl's EXTERNAL-IP: external IPs, a load balancer's address (`<pending>` until it has
+/// one), an ExternalName's name, else `<none>`.
+pub fn service_external_ip(svc: &Service) -> String {
+    let ext = svc.spec.external_ips.join(",");
+    match svc.spec.type_or_default() {
+        "ClusterIP" | "NodePort" if ext.is_empty() => "<none>".into(),
+        "ClusterIP" | "NodePort" => ext,
+        "LoadBalancer" => {
+            let mut ips: Vec<String> = svc
+                .status
+                .iter()
+                .flat_map(|s| s.load_balancer.ingress.iter())
+                .map(|i| {
+                    if i.ip.is_empty() {
+                        i.hostname.clone()
+                    } else {
+                        i.ip.clone()
+                    }
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            ips.sort();
+            ips.dedup();
+            ips.extend(svc.spec.external_ips.iter().cloned());
+            if ips.is_empty() {
+                "<pending>".into()
+            } else {
+                ips.join(",")
+            }
+        }
+        "ExternalName" => svc.spec.external_name.clone(),
+        _ => "<unknown>".into(),
+    }
+}
+
+/// kubectl's PORT(S): `80/TCP`, `80:30080/TCP` with a node port, comma-separated.
+pub fn service_ports(svc: &Service) -> String {
+    let s = svc
+        .spec
+        .ports
+        .iter()
+        .map(|p| {
+            if p.node_port > 0 {
+                format!("{}:{}/{}", p.port, p.node_port, p.protocol)
+            } else {
+                format!("{}/{}", p.port, p.protocol)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    if s.is_empty() { "<none>".into() } else { s }
+}
+
+fn service_cells(svc: &Service, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        json!(svc.metadata.name),
+        json!(svc.spec.type_),
+        json!(
+            svc.spec
+                .cluster_ips
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "<none>".into())
+        ),
+        json!(service_external_ip(svc)),
+        json!(service_ports(svc)),
+        json!(age(svc.metadata.creation_timestamp.as_ref(), now)),
+        json!(crate::validation::service::format_selector(
+            &svc.spec.selector
+        )),
+    ]
+}
+
+/// Up to three items, then ` + N more...` (kubectl's `listWithMoreString`).
+fn list_with_more(list: Vec<String>, count: usize, empty: &str) -> String {
+    const MAX: usize = 3;
+    if count > MAX {
+        return format!("{} + {} more...", list.join(","), count - MAX);
+    }
+    if list.is_empty() {
+        return empty.into();
+    }
+    list.join(",")
+}
+
+/// kubectl's ENDPOINTS of an Endpoints object: `ip:port` of the ready addresses.
+pub fn format_endpoints(ep: &Endpoints) -> String {
+    if ep.subsets.is_empty() {
+        return "<none>".into();
+    }
+    let mut list = Vec::new();
+    let mut count = 0;
+    for ss in &ep.subsets {
+        if ss.ports.is_empty() {
+            for a in &ss.addresses {
+                count += 1;
+                if list.len() < 3 {
+                    list.push(a.ip.clone());
+                }
+            }
+            continue;
+        }
+        for p in &ss.ports {
+            for a in &ss.addresses {
+                count += 1;
+                if list.len() < 3 {
+                    list.push(host_port(&a.ip, p.port));
+                }
+            }
+        }
+    }
+    list_with_more(list, count, "")
+}
+
+/// `ip:port`, IPv6 addresses bracketed (Go's `net.JoinHostPort`).
+pub fn host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// kubectl's PORTS of an EndpointSlice: the numbers, `<unset>` when none.
+pub fn format_slice_ports(s: &EndpointSlice) -> String {
+    let list: Vec<String> = s
+        .ports
+        .iter()
+        .take(3)
+        .map(|p| match (p.port, &p.name) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => "*".into(),
+        })
+        .collect();
+    list_with_more(list, s.ports.len(), "<unset>")
+}
+
+/// kubectl's ENDPOINTS of an EndpointSlice: the addresses, `<unset>` when none.
+pub fn format_slice_endpoints(s: &EndpointSlice) -> String {
+    let all: Vec<&String> = s
+        .endpoints
+        .iter()
+        .flat_map(|e| e.addresses.iter())
+        .collect();
+    let list = all.iter().take(3).map(|a| a.to_string()).collect();
+    list_with_more(list, all.len(), "<unset>")
+}
+
 /// A `meta.k8s.io/v1` Table of objects of one kind. `include_object`: `Metadata` (default),
 /// `Object` or `None`, as `?includeObject=`.
 pub fn table(
@@ -668,6 +903,64 @@ mod tests {
         assert_eq!(
             (reason.as_str(), ready, total, restarts),
             ("CrashLoopBackOff", 1, 2, 4)
+        );
+    }
+
+    #[test]
+    fn service_rows_read_like_kubectl() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                     "selector": {"app": "web", "tier": "front"},
+                     "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}
+        }))
+        .unwrap();
+        let cells = service_cells(&svc, Utc::now());
+        assert_eq!(cells[1], "NodePort");
+        assert_eq!(cells[2], "10.96.0.10");
+        assert_eq!(cells[3], "<none>");
+        assert_eq!(cells[4], "80:30080/TCP,53/UDP");
+        assert_eq!(cells[6], "app=web,tier=front");
+        let mut lb = svc.clone();
+        lb.spec.type_ = "LoadBalancer".into();
+        assert_eq!(service_external_ip(&lb), "<pending>");
+        let headless: Service = serde_json::from_value(json!({
+            "metadata": {"name": "h"}, "spec": {"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"]}
+        }))
+        .unwrap();
+        let cells = service_cells(&headless, Utc::now());
+        assert_eq!(
+            (cells[2].as_str(), cells[4].as_str(), cells[6].as_str()),
+            (Some("None"), Some("<none>"), Some("<none>"))
+        );
+    }
+
+    #[test]
+    fn endpoints_and_slices_list_three_then_more() {
+        let ep: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.2"}, {"ip": "127.0.0.3"}, {"ip": "127.0.0.4"}, {"ip": "127.0.0.5"}],
+                         "notReadyAddresses": [{"ip": "127.0.0.9"}],
+                         "ports": [{"port": 8000, "protocol": "TCP"}]}]
+        }))
+        .unwrap();
+        assert_eq!(
+            format_endpoints(&ep),
+            "127.0.0.2:8000,127.0.0.3:8000,127.0.0.4:8000 + 1 more..."
+        );
+        assert_eq!(format_endpoints(&Endpoints::default()), "<none>");
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-x"}, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.2"]}, {"addresses": ["127.0.0.3"]}],
+            "ports": [{"name": "", "port": 8000, "protocol": "TCP"}]
+        }))
+        .unwrap();
+        assert_eq!(format_slice_ports(&slice), "8000");
+        assert_eq!(format_slice_endpoints(&slice), "127.0.0.2,127.0.0.3");
+        let empty = EndpointSlice::default();
+        assert_eq!(
+            (format_slice_ports(&empty), format_slice_endpoints(&empty)),
+            ("<unset>".to_string(), "<unset>".to_string())
         );
     }
 }

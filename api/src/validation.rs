@@ -11,6 +11,13 @@ use crate::meta::{IntOrString, LabelSelector, ObjectMeta};
 use crate::resource::ResourceInfo;
 use crate::selector::Selector;
 
+pub mod service;
+
+pub use service::{
+    needs_health_check, validate_endpoint_slice, validate_endpoint_slice_update,
+    validate_endpoints, validate_service, validate_service_update,
+};
+
 /// The kinds of field error, with Kubernetes' cause reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorType {
@@ -20,6 +27,7 @@ pub enum ErrorType {
     NotSupported,
     Forbidden,
     TooLong,
+    TooMany,
 }
 
 impl ErrorType {
@@ -32,6 +40,7 @@ impl ErrorType {
             ErrorType::NotSupported => "FieldValueNotSupported",
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
+            ErrorType::TooMany => "FieldValueTooMany",
         }
     }
 }
@@ -111,11 +120,15 @@ impl FieldError {
             ErrorType::NotSupported => "Unsupported value",
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
+            ErrorType::TooMany => "Too many",
         };
         let mut s = head.to_string();
         if matches!(
             self.type_,
-            ErrorType::Invalid | ErrorType::Duplicate | ErrorType::NotSupported
+            ErrorType::Invalid
+                | ErrorType::Duplicate
+                | ErrorType::NotSupported
+                | ErrorType::TooMany
         ) {
             s.push_str(": ");
             s.push_str(&self.value);
@@ -170,6 +183,21 @@ pub fn dns1123_label(s: &str) -> Vec<String> {
     }
     if !is_label_chars(s) {
         out.push(DNS1123_LABEL_MSG.to_string());
+    }
+    out
+}
+
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// DNS-1035 label: Service names (they become DNS names and environment variable names, so
+/// they start with a letter).
+pub fn dns1035_label(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.len() > 63 {
+        out.push("must be no more than 63 characters".to_string());
+    }
+    if !is_label_chars(s) || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        out.push(DNS1035_LABEL_MSG.to_string());
     }
     out
 }
@@ -244,10 +272,10 @@ fn validate_labels(labels: &BTreeMap<String, String>, path: &str, errs: &mut Vec
 
 /// Which name rule a kind's names follow.
 fn name_rule(info: &ResourceInfo) -> fn(&str) -> Vec<String> {
-    if info.kind == "Namespace" {
-        dns1123_label
-    } else {
-        dns1123_subdomain
+    match info.kind {
+        "Namespace" => dns1123_label,
+        "Service" => dns1035_label,
+        _ => dns1123_subdomain,
     }
 }
 

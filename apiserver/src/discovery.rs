@@ -263,7 +263,10 @@ mod tests {
         );
         assert!(api_resource_list("batch", "v1").is_none());
         let groups = api_group_list();
-        assert_eq!(groups["groups"].as_array().unwrap().len(), 2);
+        assert_eq!(groups["groups"].as_array().unwrap().len(), 3);
+        for n in ["services", "services/status", "endpoints"] {
+            assert!(names.contains(&n), "{n}");
+        }
     }
 
     #[test]
@@ -302,6 +305,6 @@ mod tests {
             .iter()
             .map(|i| i["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "coordination.k8s.io"]);
+        assert_eq!(names, ["apps", "coordination.k8s.io", "discovery.k8s.io"]);
     }
 }

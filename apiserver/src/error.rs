@@ -7,9 +7,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use client::kv::KvError;
 
-/// An error the API returns; always becomes a `Status` body.
+/// An error the API returns; always becomes a `Status` body. The second field marks a write
+/// that lost a race for a ClusterIP or node port ([`ApiError::claim_taken`]).
 #[derive(Debug)]
-pub struct ApiError(pub Box<Status>);
+pub struct ApiError(pub Box<Status>, Option<String>);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -24,7 +25,7 @@ fn details(info: &ResourceInfo, name: &str) -> StatusDetails {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError(Box::new(Status::failure(code, reason, message)))
+        ApiError(Box::new(Status::failure(code, reason, message)), None)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -38,7 +39,7 @@ impl ApiError {
             format!("{} {:?} not found", info.qualified_plural(), name),
         );
         s.details = Some(details(info, name));
-        ApiError(Box::new(s))
+        ApiError(Box::new(s), None)
     }
 
     /// A URL that names no resource.
@@ -57,7 +58,7 @@ impl ApiError {
             format!("{} {:?} already exists", info.qualified_plural(), name),
         );
         s.details = Some(details(info, name));
-        ApiError(Box::new(s))
+        ApiError(Box::new(s), None)
     }
 
     /// Optimistic concurrency failure.
@@ -80,7 +81,7 @@ impl ApiError {
             ),
         );
         s.details = Some(details(info, name));
-        ApiError(Box::new(s))
+        ApiError(Box::new(s), None)
     }
 
     /// 422 with one cause per field error.
@@ -97,7 +98,7 @@ impl ApiError {
             })
             .collect();
         s.details = Some(d);
-        ApiError(Box::new(s))
+        ApiError(Box::new(s), None)
     }
 
     pub fn method_not_allowed(verb: &str) -> Self {
@@ -115,7 +116,7 @@ impl ApiError {
             format!("{} {:?} is forbidden: {why}", info.qualified_plural(), name),
         );
         s.details = Some(details(info, name));
-        ApiError(Box::new(s))
+        ApiError(Box::new(s), None)
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -150,6 +151,25 @@ impl ApiError {
 
     pub fn status(&self) -> &Status {
         &self.0
+    }
+
+    /// A write failed because an allocation record it needed (`key`, see
+    /// `services::claims`) was written by someone else first: the writer picks again.
+    pub fn claim_taken(key: &str) -> Self {
+        let mut e = Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled: {key} was allocated concurrently; please try again"
+            ),
+        );
+        e.1 = Some(key.to_string());
+        e
+    }
+
+    /// The allocation record a write lost, if that is why it failed.
+    pub fn taken_claim(&self) -> Option<&str> {
+        self.1.as_deref()
     }
 }
 

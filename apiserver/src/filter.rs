@@ -37,6 +37,7 @@ fn supported_fields(info: &ResourceInfo) -> &'static [&'static str] {
         "Node" => &["spec.unschedulable"],
         "Namespace" => &["status.phase"],
         "ReplicaSet" => &["status.replicas"],
+        "Service" => &["spec.clusterIP", "spec.type"],
         "ConfigMap" | "Deployment" | "Lease" => &[],
         _ => &[],
     }

@@ -10,6 +10,8 @@
 //! - [`storage`]: objects in the kvstore; compare-and-swap on resourceVersion.
 //! - [`cache`]: the watch cache — one kvstore watch per resource type fans out to every client
 //!   watch, and serves lists at recent resourceVersions.
+//! - [`services`]: ClusterIP and node port allocation (`--service-cluster-ip-range`,
+//!   `--service-node-port-range`), in the same transaction as the Service's write.
 //! - [`leases`]: TTL leases for events (`--event-ttl`).
 //! - [`compaction`]: periodic kvstore compaction (`--etcd-compaction-interval`).
 //! - [`filter`]: label and field selectors.
@@ -37,6 +39,7 @@ pub mod protobuf;
 pub mod protobuf_wire;
 pub mod request;
 pub mod server;
+pub mod services;
 pub mod storage;
 pub mod strategy;
 pub mod table;
@@ -62,13 +65,23 @@ pub struct Options {
     pub compaction_interval: Duration,
     /// `--event-ttl`: events are removed this long after their last write.
     pub event_ttl: Duration,
+    /// `--service-cluster-ip-range`: the IPv4 CIDR ClusterIPs come from.
+    pub service_cluster_ip_range: String,
+    /// `--service-node-port-range`: where NodePort Services' node ports come from.
+    pub service_node_port_range: String,
 }
+
+/// kube-apiserver's defaults.
+pub const DEFAULT_SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/12";
+pub const DEFAULT_SERVICE_NODE_PORT_RANGE: &str = "30000-32767";
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             compaction_interval: Duration::from_secs(5 * 60),
             event_ttl: Duration::from_secs(60 * 60),
+            service_cluster_ip_range: DEFAULT_SERVICE_CLUSTER_IP_RANGE.into(),
+            service_node_port_range: DEFAULT_SERVICE_NODE_PORT_RANGE.into(),
         }
     }
 }
@@ -84,6 +97,11 @@ pub async fn run_with(
     options: Options,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let services = services::Allocator::new(
+        &options.service_cluster_ip_range,
+        &options.service_node_port_range,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let kv = KvClient::new(config.kvstore_servers.clone()).context("kvstore client")?;
     let storage = storage::Storage::new(kv).with_event_ttl(options.event_ttl);
     let addr = config.listener.local_addr()?;
@@ -117,13 +135,14 @@ pub async fn run_with(
         storage,
         caches,
         metrics,
+        services,
         http,
         shutdown: shutdown.clone(),
         server_address: addr.to_string(),
     });
     config.listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(config.listener)?;
-    tracing::info!(%addr, kvstore = ?config.kvstore_servers, "apiserver serving");
+    tracing::info!(%addr, kvstore = ?config.kvstore_servers, service_cluster_ip_range = %options.service_cluster_ip_range, service_node_port_range = %options.service_node_port_range, "apiserver serving");
     axum::serve(listener, server::router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

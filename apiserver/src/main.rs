@@ -21,6 +21,12 @@ struct Args {
     /// How long events are kept after their last update (`1h`, `10s`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     event_ttl: Duration,
+    /// The IPv4 CIDR Services' ClusterIPs are allocated from.
+    #[arg(long, default_value = apiserver::DEFAULT_SERVICE_CLUSTER_IP_RANGE)]
+    service_cluster_ip_range: String,
+    /// The ports NodePort Services' node ports are allocated from (`30000-32767`).
+    #[arg(long, default_value = apiserver::DEFAULT_SERVICE_NODE_PORT_RANGE)]
+    service_node_port_range: String,
 }
 
 /// Go-style durations as Kubernetes' flags take them: `300ms`, `10s`, `5m`, `1h30m`, `0`.
@@ -78,6 +84,8 @@ async fn main() {
     let options = apiserver::Options {
         compaction_interval: args.etcd_compaction_interval,
         event_ttl: args.event_ttl,
+        service_cluster_ip_range: args.service_cluster_ip_range,
+        service_node_port_range: args.service_node_port_range,
     };
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = apiserver::run_with(config, options, shutdown).await {

@@ -108,6 +108,9 @@ fn schemas() -> Map<String, Value> {
     kind!(api::apps::ReplicaSet, api::resource::REPLICA_SET);
     kind!(api::apps::Deployment, api::resource::DEPLOYMENT);
     kind!(api::coordination::Lease, api::resource::LEASE);
+    kind!(api::core::Service, api::resource::SERVICE);
+    kind!(api::core::Endpoints, api::resource::ENDPOINTS);
+    kind!(api::discovery::EndpointSlice, api::resource::ENDPOINT_SLICE);
     generator.subschema_for::<api::apps::Scale>();
     generator.subschema_for::<api::meta::DeleteOptions>();
     generator.subschema_for::<api::meta::Status>();
@@ -442,7 +445,12 @@ mod tests {
     fn index_and_documents() {
         let idx = index();
         let paths = idx["paths"].as_object().unwrap();
-        for k in ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1"] {
+        for k in [
+            "api/v1",
+            "apis/apps/v1",
+            "apis/coordination.k8s.io/v1",
+            "apis/discovery.k8s.io/v1",
+        ] {
             let url = paths[k]["serverRelativeURL"].as_str().unwrap();
             assert!(url.starts_with(&format!("/openapi/v3/{k}?hash=")), "{url}");
             let doc: Value = serde_json::from_slice(document(k).unwrap()).unwrap();
@@ -480,5 +488,18 @@ mod tests {
             assert!(schemas.contains_key(&r), "dangling $ref {r}");
         }
         assert!(document("apis/batch/v1").is_none());
+        let core: Value = serde_json::from_slice(document("api/v1").unwrap()).unwrap();
+        let svc = &core["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"];
+        assert_eq!(svc["x-kubernetes-group-version-kind"]["kind"], "Service");
+        let schemas = core["components"]["schemas"].as_object().unwrap();
+        assert!(
+            schemas.contains_key("CoreV1EndpointPort"),
+            "Endpoints' port type"
+        );
+        let mut refs = vec![];
+        collect_refs(&core, &mut refs);
+        for r in refs {
+            assert!(schemas.contains_key(&r), "dangling $ref {r}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! what kubectl sends for `apply`, `set image` and `edit`.
 
 use api::ResourceInfo;
+use api::merge_keys::{ListStrategy, list_strategy_at};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -27,7 +28,7 @@ impl Kind {
 }
 
 /// Apply a patch to the current object.
-pub fn apply(kind: Kind, _info: &ResourceInfo, current: &Value, patch: &Value) -> ApiResult<Value> {
+pub fn apply(kind: Kind, info: &ResourceInfo, current: &Value, patch: &Value) -> ApiResult<Value> {
     let mut doc = current.clone();
     match kind {
         Kind::Merge => {
@@ -53,39 +54,42 @@ pub fn apply(kind: Kind, _info: &ResourceInfo, current: &Value, patch: &Value) -
                     "a strategic merge patch must be a JSON object",
                 ));
             };
-            doc = strategic_merge(doc, p, "")?;
+            doc = strategic_merge(info.kind, doc, p, "")?;
         }
     }
     Ok(doc)
 }
 
-/// The merge key of a list field, from the `patchMergeKey` tags of the Kubernetes types.
-/// `None`: the list is replaced as a whole (or, for `finalizers`, merged as a set).
-fn merge_key(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "imagePullSecrets"
-        | "resourceClaims" => "name",
-        "ports" => "containerPort",
-        "volumeMounts" => "mountPath",
-        "conditions" | "addresses" => "type",
-        "ownerReferences" => "uid",
-        "hostAliases" | "podIPs" | "hostIPs" => "ip",
-        "topologySpreadConstraints" => "topologyKey",
-        _ => return None,
-    })
+/// The merge key of the list at `path` in an object of `kind` (`api::merge_keys`: the
+/// `patchMergeKey` tags of the Kubernetes types). `None`: the list is replaced as a whole (or,
+/// for `finalizers`, merged as a set).
+fn merge_key(kind: &str, path: &str) -> Option<&'static str> {
+    match list_strategy_at(kind, path) {
+        ListStrategy::Merge { key, .. } => Some(key),
+        _ => None,
+    }
 }
 
 /// Primitive lists merged as sets.
-fn is_set_list(field: &str) -> bool {
-    field == "finalizers"
+fn is_set_list(kind: &str, path: &str) -> bool {
+    list_strategy_at(kind, path) == ListStrategy::MergeScalars
 }
 
-fn strategic_merge(original: Value, patch: &Map<String, Value>, _path: &str) -> ApiResult<Value> {
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Merge `patch` into the map at `path` (dotted from the root) of an object of `kind`.
+fn strategic_merge(
+    kind: &str,
+    original: Value,
+    patch: &Map<String, Value>,
+    path: &str,
+) -> ApiResult<Value> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             let mut p = patch.clone();
@@ -138,14 +142,14 @@ fn strategic_merge(original: Value, patch: &Map<String, Value>, _path: &str) -> 
             }
             Value::Object(pm) => {
                 let cur = out.remove(k).unwrap_or(Value::Null);
-                let merged = strategic_merge(cur, pm, k)?;
+                let merged = strategic_merge(kind, cur, pm, &join(path, k))?;
                 if !merged.is_null() {
                     out.insert(k.clone(), merged);
                 }
             }
             Value::Array(pl) => {
                 let cur = out.remove(k).unwrap_or(Value::Array(vec![]));
-                let merged = merge_list(k, cur, pl)?;
+                let merged = merge_list(kind, &join(path, k), cur, pl)?;
                 out.insert(k.clone(), merged);
             }
             other => {
@@ -160,7 +164,7 @@ fn strategic_merge(original: Value, patch: &Map<String, Value>, _path: &str) -> 
     }
     for (list, order) in orders {
         if let Some(Value::Array(items)) = out.get_mut(&list) {
-            reorder(&list, items, &order);
+            reorder(kind, &join(path, &list), items, &order);
         }
     }
     if let Some(keys) = retain {
@@ -169,7 +173,7 @@ fn strategic_merge(original: Value, patch: &Map<String, Value>, _path: &str) -> 
     Ok(Value::Object(out))
 }
 
-fn merge_list(field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> {
+fn merge_list(kind: &str, field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> {
     let current = match current {
         Value::Array(a) => a,
         _ => vec![],
@@ -186,7 +190,7 @@ fn merge_list(field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> 
                 .collect(),
         ));
     }
-    if is_set_list(field) {
+    if is_set_list(kind, field) {
         let mut out = current;
         for p in patch {
             if !out.contains(p) {
@@ -195,7 +199,7 @@ fn merge_list(field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> 
         }
         return Ok(Value::Array(out));
     }
-    let Some(key) = merge_key(field) else {
+    let Some(key) = merge_key(kind, field) else {
         return Ok(Value::Array(patch.to_vec()));
     };
     let mut out = current;
@@ -220,9 +224,9 @@ fn merge_list(field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> 
         match pos {
             Some(i) => {
                 let cur = std::mem::take(&mut out[i]);
-                out[i] = strategic_merge(cur, pm, field)?;
+                out[i] = strategic_merge(kind, cur, pm, field)?;
             }
-            None => out.push(strategic_merge(Value::Null, pm, field)?),
+            None => out.push(strategic_merge(kind, Value::Null, pm, field)?),
         }
     }
     Ok(Value::Array(out))
@@ -230,11 +234,11 @@ fn merge_list(field: &str, current: Value, patch: &[Value]) -> ApiResult<Value> 
 
 /// Order merged list items as `$setElementOrder` says; items it does not name keep their
 /// relative order after the named ones.
-fn reorder(field: &str, items: &mut [Value], order: &[Value]) {
+fn reorder(kind: &str, field: &str, items: &mut [Value], order: &[Value]) {
     let rank = |item: &Value| -> usize {
         order
             .iter()
-            .position(|o| match merge_key(field) {
+            .position(|o| match merge_key(kind, field) {
                 Some(k) => o.get(k).is_some() && o.get(k) == item.get(k),
                 None => o == item,
             })
@@ -269,6 +273,33 @@ mod tests {
         assert_eq!(cs[0]["image"], "a:1");
         assert_eq!(cs[0]["env"][0]["value"], "1");
         assert_eq!(cs[1]["image"], "b:2");
+    }
+
+    #[test]
+    fn service_ports_merge_by_port_and_slice_ports_are_replaced() {
+        let cur = json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8000, "nodePort": 30080, "protocol": "TCP"},
+            {"name": "metrics", "port": 9100, "protocol": "TCP"}
+        ]}});
+        let patch = json!({"spec": {
+            "$setElementOrder/ports": [{"port": 80}, {"port": 9100}],
+            "ports": [{"port": 80, "targetPort": 9000}]
+        }});
+        let out = apply(Kind::Strategic, &api::resource::SERVICE, &cur, &patch).unwrap();
+        assert_eq!(
+            out["spec"]["ports"][0],
+            json!({"name": "http", "port": 80, "targetPort": 9000, "nodePort": 30080, "protocol": "TCP"})
+        );
+        assert_eq!(out["spec"]["ports"][1]["name"], "metrics");
+        let slice = json!({"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}]});
+        let out = apply(
+            Kind::Strategic,
+            &api::resource::ENDPOINT_SLICE,
+            &slice,
+            &json!({"ports": [{"name": "c", "port": 3}]}),
+        )
+        .unwrap();
+        assert_eq!(out["ports"], json!([{"name": "c", "port": 3}]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The protobuf request bodies kubectl's typed clients send (`Content-Type:
 //! application/vnd.kubernetes.protobuf`): `kubectl create configmap` and `create namespace`
-//! POST a ConfigMap / Namespace, `kubectl create deployment` a Deployment (decoded by
-//! [`crate::protobuf_wire`]), `kubectl drain` POSTs an Eviction, a scheduler may POST a
+//! POST a ConfigMap / Namespace, `kubectl create deployment` a Deployment and `kubectl create
+//! service` a Service (both decoded by [`crate::protobuf_wire`]), `kubectl drain` POSTs an Eviction, a scheduler may POST a
 //! Binding. The envelope is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` holds
 //! the object. The messages are declared by hand (fields and tags from Kubernetes'
 //! `generated.proto` files) and decoded with `prost`; only these kinds are accepted, anything
@@ -334,6 +334,9 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         }
         ("apps/v1", "Deployment") => {
             crate::protobuf_wire::to_json(&raw, crate::protobuf_wire::DEPLOYMENT, "Deployment")?
+        }
+        ("v1", "Service") => {
+            crate::protobuf_wire::to_json(&raw, crate::protobuf_wire::SERVICE, "Service")?
         }
         ("v1", "Binding") => {
             let b = Binding::decode(raw.as_slice()).map_err(|e| bad(&kind, e))?;

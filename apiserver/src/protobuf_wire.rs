@@ -147,6 +147,43 @@ pub const DEPLOYMENT: &[Field] = &[
     f(3, "status", Kind::Skip),
 ];
 
+const SERVICE_PORT: &[Field] = &[
+    f(1, "name", Kind::Str),
+    f(2, "protocol", Kind::Str),
+    f(3, "port", Kind::Int),
+    f(4, "targetPort", Kind::IntOrString),
+    f(5, "nodePort", Kind::Int),
+    ptr(6, "appProtocol", Kind::Str),
+];
+
+const SERVICE_SPEC: &[Field] = &[
+    f(1, "ports", Kind::RepMsg(SERVICE_PORT)),
+    f(2, "selector", Kind::MapStr),
+    f(3, "clusterIP", Kind::Str),
+    f(4, "type", Kind::Str),
+    f(5, "externalIPs", Kind::RepStr),
+    f(7, "sessionAffinity", Kind::Str),
+    f(8, "loadBalancerIP", Kind::Str),
+    f(9, "loadBalancerSourceRanges", Kind::RepStr),
+    f(10, "externalName", Kind::Str),
+    f(11, "externalTrafficPolicy", Kind::Str),
+    f(12, "healthCheckNodePort", Kind::Int),
+    f(13, "publishNotReadyAddresses", Kind::Bool),
+    ptr(17, "ipFamilyPolicy", Kind::Str),
+    f(18, "clusterIPs", Kind::RepStr),
+    f(19, "ipFamilies", Kind::RepStr),
+    ptr(20, "allocateLoadBalancerNodePorts", Kind::Bool),
+    ptr(21, "loadBalancerClass", Kind::Str),
+    ptr(22, "internalTrafficPolicy", Kind::Str),
+];
+
+/// `core.v1.Service`: what `kubectl create service` sends, and the usual spec fields.
+pub const SERVICE: &[Field] = &[
+    f(1, "metadata", Kind::Msg(OBJECT_META)),
+    f(2, "spec", Kind::Msg(SERVICE_SPEC)),
+    f(3, "status", Kind::Skip),
+];
+
 fn malformed(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("error decoding {what} from protobuf: {e}"))
 }
@@ -377,6 +414,29 @@ mod tests {
             zero["spec"]["template"]["spec"]["containers"][0]["image"],
             "registry.k8s.io/pause:3.9"
         );
+    }
+
+    #[test]
+    fn kubectl_create_service_bodies_decode() {
+        let cip = crate::protobuf::decode(include_bytes!(
+            "testdata/kubectl-create-service-clusterip.pb"
+        ))
+        .unwrap();
+        assert_eq!(
+            cip,
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "my-cs", "labels": {"app": "my-cs"}},
+                "spec": {"type": "ClusterIP", "selector": {"app": "my-cs"},
+                         "ports": [{"name": "5678-8080", "protocol": "TCP", "port": 5678, "targetPort": 8080}]},
+            })
+        );
+        let np = crate::protobuf::decode(include_bytes!(
+            "testdata/kubectl-create-service-nodeport.pb"
+        ))
+        .unwrap();
+        assert_eq!(np["spec"]["type"], "NodePort");
+        assert_eq!(np["spec"]["ports"][0]["nodePort"], 30099);
     }
 
     /// Field 8 of a Container (resources) with a value, inside a Deployment.

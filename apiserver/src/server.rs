@@ -54,6 +54,8 @@ pub struct AppState {
     pub storage: Storage,
     pub caches: Arc<Caches>,
     pub metrics: Arc<Metrics>,
+    /// Where Services' ClusterIPs and node ports come from.
+    pub services: crate::services::Allocator,
     /// For proxying `pods/log` to kubelets (`pods/exec` connects on its own).
     pub http: reqwest::Client,
     /// Ends long-running requests (watches, log follows) at shutdown.

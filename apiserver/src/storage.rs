@@ -1,6 +1,11 @@
 //! Objects in the kvstore: `/registry/<plural>/<namespace>/<name>` holds an object's JSON; its
 //! resourceVersion is the key's mod_revision. Every write is a compare-and-swap on that revision,
 //! so concurrent writers can never lose each other's changes.
+//!
+//! A write also takes and gives up the *claims* its object holds (a Service's ClusterIP and
+//! node ports, [`crate::services::claims`]) in the same transaction: a new claim is put only if
+//! its key is absent, a dropped one is deleted. A write whose claim is already held by another
+//! object fails as a whole ([`Written::ClaimTaken`]), and nothing is written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::leases::LeaseManager;
+use crate::services::claims;
 
 #[derive(Clone)]
 pub struct Storage {
@@ -35,6 +41,16 @@ pub enum Update {
     Delete,
     /// Nothing to change: answer with the current object.
     Noop,
+}
+
+/// How a conditional write ended.
+#[derive(Debug)]
+pub enum Written {
+    Done(Stored),
+    /// The key was not at the expected revision (a create: it exists).
+    Moved,
+    /// A claim the object needs (this key) is held by another object.
+    ClaimTaken(String),
 }
 
 pub const REGISTRY: &str = "/registry/";
@@ -79,6 +95,48 @@ fn encode(obj: &Value) -> ApiResult<String> {
         meta.remove("resourceVersion");
     }
     serde_json::to_string(&o).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// `Done` as `Some`, `Moved` as `None`, a taken claim as an error the writer can recognise.
+fn written(w: Written) -> ApiResult<Option<Stored>> {
+    match w {
+        Written::Done(s) => Ok(Some(s)),
+        Written::Moved => Ok(None),
+        Written::ClaimTaken(k) => Err(ApiError::claim_taken(&k)),
+    }
+}
+
+fn delete_op(key: &str) -> RequestOp {
+    RequestOp::DeleteRange(DeleteRangeRequest {
+        key: key.to_string(),
+        ..Default::default()
+    })
+}
+
+fn range_op(key: &str) -> RequestOp {
+    RequestOp::Range(RangeRequest {
+        key: key.to_string(),
+        keys_only: true,
+        ..Default::default()
+    })
+}
+
+/// Why a write's transaction failed: the object's key moved (that first: an existing object
+/// is `AlreadyExists`, not a lost race), else the first claim found taken.
+fn failed_write(resp: &TxnResponse, expected: i64, acquire: &[(&String, &String)]) -> Written {
+    let found = |i: usize| match resp.responses.get(i) {
+        Some(ResponseOp::Range(r)) => r.kvs.first().map(|kv| kv.mod_revision),
+        _ => None,
+    };
+    if acquire.is_empty() || found(0).unwrap_or(0) != expected {
+        return Written::Moved;
+    }
+    for (i, (k, _)) in acquire.iter().enumerate() {
+        if found(i + 1).is_some() {
+            return Written::ClaimTaken(k.to_string());
+        }
+    }
+    Written::Moved
 }
 
 /// Where events live; their keys get a TTL lease.
@@ -219,23 +277,41 @@ impl Storage {
     /// Create if absent. `Ok(None)` when the key already exists. `lease` 0 means the key's
     /// default (a TTL lease for events, none otherwise).
     pub async fn create(&self, key: &str, obj: &Value, lease: i64) -> ApiResult<Option<Stored>> {
-        self.put_if(key, obj, 0, lease).await
+        written(self.put_if(key, obj, None, lease).await?)
     }
 
-    /// Write if the key is still at `expected` revision. `Ok(None)` when it moved (or vanished).
-    pub async fn update(&self, key: &str, obj: &Value, expected: i64) -> ApiResult<Option<Stored>> {
-        self.put_if(key, obj, expected, 0).await
+    /// Create if absent, telling a taken claim apart from an existing key.
+    pub async fn create_claiming(&self, key: &str, obj: &Value) -> ApiResult<Written> {
+        self.put_if(key, obj, None, 0).await
     }
 
-    /// Put `obj` if the key's mod_revision is `expected` (0: absent).
+    /// Write if the key is still at `current`'s revision. `Ok(None)` when it moved (or vanished).
+    pub async fn update(
+        &self,
+        key: &str,
+        obj: &Value,
+        current: &Stored,
+    ) -> ApiResult<Option<Stored>> {
+        written(self.put_if(key, obj, Some(current), 0).await?)
+    }
+
+    /// Put `obj` if the key is at `current`'s revision (absent when None), taking the claims
+    /// `obj` holds that `current` did not and giving up those it no longer holds.
     async fn put_if(
         &self,
         key: &str,
         obj: &Value,
-        expected: i64,
+        current: Option<&Stored>,
         lease: i64,
-    ) -> ApiResult<Option<Stored>> {
+    ) -> ApiResult<Written> {
         let value = encode(obj)?;
+        let expected = current.map(|c| c.mod_revision).unwrap_or(0);
+        let new_claims = claims::of(key, obj);
+        let old_claims = current.map(|c| claims::of(key, &c.obj)).unwrap_or_default();
+        let acquire: Vec<(&String, &String)> = new_claims
+            .iter()
+            .filter(|(k, _)| !old_claims.contains_key(*k))
+            .collect();
         let mut retried = false;
         loop {
             let lease = if lease != 0 {
@@ -243,7 +319,7 @@ impl Storage {
             } else {
                 self.lease_for(key).await?
             };
-            let txn = TxnRequest {
+            let mut txn = TxnRequest {
                 compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
                 success: vec![RequestOp::Put(PutRequest {
                     key: key.to_string(),
@@ -253,6 +329,24 @@ impl Storage {
                 })],
                 failure: vec![],
             };
+            for (k, v) in &acquire {
+                txn.compare
+                    .push(Compare::mod_revision(*k, CompareResult::Equal, 0));
+                txn.success.push(RequestOp::Put(PutRequest {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                    lease: 0,
+                    prev_kv: false,
+                }));
+            }
+            for k in old_claims.keys().filter(|k| !new_claims.contains_key(*k)) {
+                txn.success.push(delete_op(k));
+            }
+            if !acquire.is_empty() {
+                // On failure, read what failed: the object's key, then each claim's.
+                txn.failure.push(range_op(key));
+                txn.failure.extend(acquire.iter().map(|(k, _)| range_op(k)));
+            }
             let resp = match self.kv.txn(&txn).await {
                 Ok(r) => r,
                 Err(e) if !retried && self.lease_failed(&e) => {
@@ -262,26 +356,30 @@ impl Storage {
                 Err(e) => return Err(e.into()),
             };
             if !resp.succeeded {
-                return Ok(None);
+                return Ok(failed_write(&resp, expected, &acquire));
             }
             let rev = resp.header.revision;
             let mut obj = obj.clone();
             set_resource_version(&mut obj, rev);
-            return Ok(Some(Stored {
+            return Ok(Written::Done(Stored {
                 obj,
                 mod_revision: rev,
             }));
         }
     }
 
-    /// Delete if the key is still at `expected`. Returns the deletion's revision, or None if it moved.
-    pub async fn delete(&self, key: &str, expected: i64) -> ApiResult<Option<i64>> {
+    /// Delete if the key is still at `current`'s revision, with the claims it holds. Returns
+    /// the deletion's revision, or None if it moved.
+    pub async fn delete(&self, key: &str, current: &Stored) -> ApiResult<Option<i64>> {
+        let mut success = vec![delete_op(key)];
+        success.extend(claims::of(key, &current.obj).keys().map(|k| delete_op(k)));
         let txn = TxnRequest {
-            compare: vec![Compare::mod_revision(key, CompareResult::Equal, expected)],
-            success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
-                key: key.to_string(),
-                ..Default::default()
-            })],
+            compare: vec![Compare::mod_revision(
+                key,
+                CompareResult::Equal,
+                current.mod_revision,
+            )],
+            success,
             failure: vec![],
         };
         let resp = self.kv.txn(&txn).await?;
@@ -300,24 +398,25 @@ impl Storage {
             attempt += 1;
             let current = self.get(key).await?;
             let decision = f(current.as_ref())?;
-            let expected = current.as_ref().map(|c| c.mod_revision).unwrap_or(0);
             match decision {
                 Update::Noop => return Ok(current),
                 Update::Write(obj) => {
-                    let res = if current.is_none() {
-                        self.create(key, &obj, 0).await?
-                    } else {
-                        self.update(key, &obj, expected).await?
+                    let res = match &current {
+                        None => self.create(key, &obj, 0).await?,
+                        Some(cur) => self.update(key, &obj, cur).await?,
                     };
                     if let Some(s) = res {
                         return Ok(Some(s));
                     }
                 }
-                Update::Delete => {
-                    if current.is_none() || self.delete(key, expected).await?.is_some() {
-                        return Ok(None);
+                Update::Delete => match &current {
+                    None => return Ok(None),
+                    Some(cur) => {
+                        if self.delete(key, cur).await?.is_some() {
+                            return Ok(None);
+                        }
                     }
-                }
+                },
             }
             tokio::time::sleep(Duration::from_millis((attempt * 5).min(100))).await;
         }

@@ -3,7 +3,8 @@
 
 use api::apps::{Deployment, ReplicaSet};
 use api::coordination::Lease;
-use api::core::{ConfigMap, Event, Namespace, Node, Pod};
+use api::core::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
+use api::discovery::EndpointSlice;
 use api::validation::{self, FieldError};
 use api::{Resource, ResourceInfo, codec, defaults};
 use serde_json::{Value, json};
@@ -140,6 +141,21 @@ fn config_map_update_rules(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Typed update rules: both sides decoded, else no opinion (validation reports a bad body).
+fn typed_update_rules<K: Resource>(
+    new: &Value,
+    old: &Value,
+    rules: fn(&K, &K) -> Vec<FieldError>,
+) -> Vec<FieldError> {
+    match (
+        serde_json::from_value::<K>(new.clone()),
+        serde_json::from_value::<K>(old.clone()),
+    ) {
+        (Ok(n), Ok(o)) => rules(&n, &o),
+        _ => vec![],
+    }
+}
+
 macro_rules! strategy {
     ($ty:ty, $default:expr, $validate:expr, $update:expr) => {
         Strategy {
@@ -190,6 +206,24 @@ pub static STRATEGIES: &[Strategy] = &[
         selector_immutable
     ),
     strategy!(Lease, |_| {}, validation::validate_lease, no_update_rules),
+    strategy!(
+        Service,
+        defaults::default_service,
+        validation::validate_service,
+        |n, o| typed_update_rules(n, o, validation::validate_service_update)
+    ),
+    strategy!(
+        Endpoints,
+        defaults::default_endpoints,
+        validation::validate_endpoints,
+        no_update_rules
+    ),
+    strategy!(
+        EndpointSlice,
+        defaults::default_endpoint_slice,
+        validation::validate_endpoint_slice,
+        |n, o| typed_update_rules(n, o, validation::validate_endpoint_slice_update)
+    ),
 ];
 
 pub fn for_info(info: &ResourceInfo) -> &'static Strategy {
@@ -277,6 +311,7 @@ impl Strategy {
             "Namespace" => {
                 v["status"] = json!({"phase": "Active"});
             }
+            "Service" => crate::services::registry::prepare_for_create(v),
             _ => {}
         }
         if has_generation(self.info) {
@@ -285,8 +320,12 @@ impl Strategy {
     }
 
     /// What a main-resource update may not change: status (for kinds with a status
-    /// subresource); generation moves only when spec changed.
+    /// subresource); generation moves only when spec changed. A Service keeps what was
+    /// allocated to it and drops what its old type needed.
     pub fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if self.info.kind == "Service" {
+            crate::services::registry::prepare_for_update(new, old);
+        }
         if self.info.has_status {
             match old.get("status") {
                 Some(s) => new["status"] = s.clone(),

@@ -738,6 +738,255 @@ fn kubectl_steps(e: &mut E2e) {
         },
     );
 
+    // Services.
+    e.step(
+        K,
+        "kubectl expose deployment nginx-deployment --port=80 --target-port=8000",
+        "a Service selecting the Deployment's pods (GET the Deployment, POST the Service); a ClusterIP allocated",
+        |e| {
+            has(
+                &e.ok(&[
+                    "expose",
+                    "deployment",
+                    "nginx-deployment",
+                    "--port=80",
+                    "--target-port=8000",
+                ])?,
+                "service/nginx-deployment exposed",
+            )?;
+            let s = e.json(&["get", "service", "nginx-deployment"])?;
+            let spec = &s["spec"];
+            let ip = spec["clusterIP"].as_str().unwrap_or("");
+            let ok = spec["selector"] == serde_json::json!({"app": "nginx"})
+                && spec["ports"][0]["port"] == 80
+                && spec["ports"][0]["targetPort"] == 8000
+                && spec["type"] == "ClusterIP"
+                && ip.starts_with("10.")
+                && spec["clusterIPs"] == serde_json::json!([ip]);
+            if ok { Ok(()) } else { Err(format!("{s}")) }
+        },
+    );
+    e.step(
+        K,
+        "kubectl get svc nginx-deployment (-o wide)",
+        "columns NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE (wide: SELECTOR)",
+        |e| {
+            let out = e.ok(&["get", "svc", "nginx-deployment"])?;
+            let rows = pod_rows(&out);
+            let header: Vec<&str> = out
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let ok = header
+                == [
+                    "NAME",
+                    "TYPE",
+                    "CLUSTER-IP",
+                    "EXTERNAL-IP",
+                    "PORT(S)",
+                    "AGE",
+                ]
+                && rows.first().is_some_and(|r| {
+                    r.len() == 6
+                        && r[1] == "ClusterIP"
+                        && r[2].starts_with("10.")
+                        && r[3] == "<none>"
+                        && r[4] == "80/TCP"
+                });
+            if !ok {
+                return Err(out);
+            }
+            let wide = e.ok(&["get", "svc", "nginx-deployment", "-o", "wide"])?;
+            has(wide.lines().next().unwrap_or(""), "SELECTOR")?;
+            has(&wide, "app=nginx")
+        },
+    );
+    e.step(
+        K,
+        "kubectl get endpointslices -l kubernetes.io/service-name=nginx-deployment",
+        "columns NAME ADDRESSTYPE PORTS ENDPOINTS AGE; the 3 pods' IPs, port 8000",
+        |e| {
+            let out = poll("3 endpoints in the slice", POLL_TIMEOUT, || {
+                let out = e
+                    .ok(&[
+                        "get",
+                        "endpointslices",
+                        "-l",
+                        "kubernetes.io/service-name=nginx-deployment",
+                    ])
+                    .ok()?;
+                pod_rows(&out)
+                    .first()
+                    .is_some_and(|r| r.len() == 5 && r[3].split(',').count() == 3)
+                    .then_some(out)
+            })?;
+            let header: Vec<&str> = out
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let row = &pod_rows(&out)[0];
+            if header == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
+                && row[0].starts_with("nginx-deployment-")
+                && row[1] == "IPv4"
+                && row[2] == "8000"
+            {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    e.step(
+        K,
+        "kubectl get endpoints nginx-deployment",
+        "the legacy Endpoints: ip:8000 of the 3 ready pods, and the v1 Endpoints deprecation warning",
+        |e| {
+            let out = e.k(&["get", "endpoints", "nginx-deployment"]);
+            has(out.ok()?, "NAME")?;
+            if out.stdout.matches(":8000").count() != 3 {
+                return Err(out.stdout);
+            }
+            has(&out.stderr, "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+        },
+    );
+    e.step(
+        K,
+        "kubectl describe svc nginx-deployment",
+        "Selector, Type, IP, Port, TargetPort, Endpoints (from the EndpointSlices), Session Affinity",
+        |e| {
+            let out = e.ok(&["describe", "svc", "nginx-deployment"])?;
+            for want in [
+                "Name:                     nginx-deployment",
+                "Selector:                 app=nginx",
+                "Type:                     ClusterIP",
+                "IP Families:              IPv4",
+                "Port:                     <unset>  80/TCP",
+                "TargetPort:               8000/TCP",
+                "Session Affinity:         None",
+            ] {
+                has(&out, want)?;
+            }
+            let endpoints = out.lines().find(|l| l.starts_with("Endpoints:")).unwrap_or("");
+            if endpoints.matches(":8000").count() == 3 {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    e.step(
+        K,
+        "kubectl expose deployment nginx-deployment --name=nginx-np --type=NodePort --port=80",
+        "a node port from 30000-32767 (PORT(S) 80:3xxxx/TCP)",
+        |e| {
+            has(
+                &e.ok(&[
+                    "expose",
+                    "deployment",
+                    "nginx-deployment",
+                    "--name=nginx-np",
+                    "--type=NodePort",
+                    "--port=80",
+                ])?,
+                "service/nginx-np exposed",
+            )?;
+            let np = e.jsonpath(&["get", "svc", "nginx-np"], "{.spec.ports[0].nodePort}")?;
+            let n: u32 = np.parse().map_err(|_| np.clone())?;
+            if !(30000..=32767).contains(&n) {
+                return Err(np);
+            }
+            has(&e.ok(&["get", "svc", "nginx-np"])?, &format!("80:{n}/TCP"))
+        },
+    );
+    e.step(
+        K,
+        "kubectl apply -f my-service.yaml (twice, then changed)",
+        "the docs' Service: created, unchanged (the allocated ClusterIP is kept), configured (ports merged by port); no pods: no endpoints",
+        |e| {
+            let f = manifest("my-service.yaml");
+            has(&e.ok(&["apply", "-f", &f])?, "service/my-service created")?;
+            let ip = e.jsonpath(&["get", "svc", "my-service"], "{.spec.clusterIP}")?;
+            has(&e.ok(&["apply", "-f", &f])?, "service/my-service unchanged")?;
+            let changed = e.dir.join("my-service-9377.yaml");
+            let text = std::fs::read_to_string(&f).map_err(|x| x.to_string())?;
+            std::fs::write(&changed, text.replace("targetPort: 9376", "targetPort: 9377"))
+                .map_err(|x| x.to_string())?;
+            has(
+                &e.ok(&["apply", "-f", &changed.display().to_string()])?,
+                "service/my-service configured",
+            )?;
+            let again = e.jsonpath(&["get", "svc", "my-service"], "{.spec.clusterIP}")?;
+            let target = e.jsonpath(
+                &["get", "svc", "my-service"],
+                "{.spec.ports[0].targetPort}",
+            )?;
+            if ip.is_empty() || ip != again || target != "9377" {
+                return Err(format!("{ip:?} then {again:?}, targetPort {target}"));
+            }
+            let out = poll("the placeholder slice", POLL_TIMEOUT, || {
+                let out = e
+                    .ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=my-service"])
+                    .ok()?;
+                out.contains("<unset>").then_some(out)
+            })?;
+            has(&out, "IPv4")
+        },
+    );
+    e.step(
+        K,
+        "kubectl create service clusterip my-cs --tcp=5678:8080",
+        "protobuf Service (typed client): port 5678 → targetPort 8080, selector app=my-cs",
+        |e| {
+            has(
+                &e.ok(&["create", "service", "clusterip", "my-cs", "--tcp=5678:8080"])?,
+                "service/my-cs created",
+            )?;
+            let s = e.json(&["get", "svc", "my-cs"])?;
+            let p = &s["spec"]["ports"][0];
+            let ok = p["name"] == "5678-8080"
+                && p["port"] == 5678
+                && p["targetPort"] == 8080
+                && s["spec"]["selector"] == serde_json::json!({"app": "my-cs"})
+                && s["spec"]["clusterIP"]
+                    .as_str()
+                    .is_some_and(|ip| ip.starts_with("10."));
+            if ok { Ok(()) } else { Err(format!("{s}")) }
+        },
+    );
+    e.step(
+        K,
+        "kubectl delete svc my-service my-cs nginx-np nginx-deployment",
+        "deleted; their EndpointSlices go with them (owner references, garbage collector)",
+        |e| {
+            let out = e.ok(&[
+                "delete",
+                "svc",
+                "my-service",
+                "my-cs",
+                "nginx-np",
+                "nginx-deployment",
+            ])?;
+            has(&out, "service \"my-service\" deleted")?;
+            has(&out, "service \"my-cs\" deleted")?;
+            has(&out, "service \"nginx-deployment\" deleted")?;
+            poll("their slices gone", POLL_TIMEOUT, || {
+                let out = e.k(&["get", "endpointslices"]);
+                (out.code == 0 && out.stdout.is_empty()).then_some(())
+            })
+            .map_err(|err| {
+                format!(
+                    "{err}: {out}\n{}\n{:?}",
+                    e.k(&["get", "endpointslices", "-o", "yaml"]).stdout,
+                    e.k(&["get", "svc,endpoints", "-A"])
+                )
+            })
+        },
+    );
+
     // ConfigMaps.
     e.step(
         K,

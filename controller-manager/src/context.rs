@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use api::apps::{Deployment, ReplicaSet};
 use api::coordination::Lease;
-use api::core::{Namespace, Node, Pod};
+use api::core::{Endpoints, Namespace, Node, Pod, Service};
+use api::discovery::EndpointSlice;
 use client::Client;
 use client::runtime::events::Recorder;
 use client::runtime::reflector::Store;
@@ -18,6 +19,9 @@ pub struct Context {
     pub nodes: Store<Node>,
     /// Node heartbeats: the Leases in `kube-node-lease`.
     pub leases: Store<Lease>,
+    pub services: Store<Service>,
+    pub endpoint_slices: Store<EndpointSlice>,
+    pub endpoints: Store<Endpoints>,
     pub recorder: Recorder,
 }
 

@@ -8,10 +8,13 @@
 //! - [`namespace`]: empty a deleted namespace, then let it go.
 //! - [`node_lifecycle`]: mark silent nodes unknown, taint them, evict their pods, untaint on return.
 //! - [`node_ipam`]: give each node a pod CIDR from `--cluster-cidr` (with `--allocate-node-cidrs`).
+//! - [`endpointslice`]: keep each Service's EndpointSlices (and legacy Endpoints) listing the
+//!   pods it selects, ready or not, terminating or not.
 //! - [`context`]: what the controllers share (client, informer caches, event recorder).
 
 pub mod context;
 pub mod deployment;
+pub mod endpointslice;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_ipam;
@@ -22,7 +25,8 @@ use std::sync::Arc;
 
 use api::apps::{Deployment, ReplicaSet};
 use api::coordination::Lease;
-use api::core::{Namespace, Node, Pod};
+use api::core::{Endpoints, Namespace, Node, Pod, Service};
+use api::discovery::EndpointSlice;
 use client::runtime::controller::run_workers;
 use client::runtime::events::Recorder;
 use client::runtime::informer::Informer;
@@ -106,6 +110,12 @@ async fn run_controllers(
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         ListParams::default(),
     );
+    let svc_inf = Informer::new(Api::<Service>::all(client.clone()), ListParams::default());
+    let slice_inf = Informer::new(
+        Api::<EndpointSlice>::all(client.clone()),
+        ListParams::default(),
+    );
+    let ep_inf = Informer::new(Api::<Endpoints>::all(client.clone()), ListParams::default());
     let ctx = Arc::new(context::Context {
         client: client.clone(),
         pods: pod_inf.store(),
@@ -114,6 +124,9 @@ async fn run_controllers(
         namespaces: ns_inf.store(),
         nodes: node_inf.store(),
         leases: lease_inf.store(),
+        services: svc_inf.store(),
+        endpoint_slices: slice_inf.store(),
+        endpoints: ep_inf.store(),
         recorder: Recorder::new(client.clone(), "controller-manager", ""),
     });
     let rsc = replicaset::ReplicaSetController::new(ctx.clone());
@@ -131,13 +144,27 @@ async fn run_controllers(
     if let Some(i) = ipam.clone() {
         node_inf.on_change(move |c| i.on_node(c));
     }
+    let esc = endpointslice::EndpointSliceController::new(ctx.clone());
     {
-        let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
+        let (r, d, g, e) = (rsc.clone(), dc.clone(), gc.clone(), esc.clone());
         pod_inf.on_change(move |c| {
             r.on_pod(c);
             d.on_pod(c);
             g.on_pod(c);
+            e.on_pod(c);
         });
+        let (e, g) = (esc.clone(), gc.clone());
+        svc_inf.on_change(move |c| {
+            e.on_service(c);
+            g.on_service(c);
+        });
+        let (e, g) = (esc.clone(), gc.clone());
+        slice_inf.on_change(move |c| {
+            e.on_endpoint_slice(c);
+            g.on_endpoint_slice(c);
+        });
+        let e = esc.clone();
+        ep_inf.on_change(move |c| e.on_endpoints(c));
         let (r, d, g) = (rsc.clone(), dc.clone(), gc.clone());
         rs_inf.on_change(move |c| {
             r.on_replica_set(c);
@@ -159,6 +186,9 @@ async fn run_controllers(
         ns_inf.spawn(shutdown.clone()).wait_ready_owned(),
         node_inf.spawn(shutdown.clone()).wait_ready_owned(),
         lease_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        svc_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        slice_inf.spawn(shutdown.clone()).wait_ready_owned(),
+        ep_inf.spawn(shutdown.clone()).wait_ready_owned(),
     ];
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
@@ -178,7 +208,13 @@ async fn run_controllers(
         }
     };
     let w = config.workers;
-    let (r, d, g, n) = (rsc.clone(), dc.clone(), gc.clone(), nsc.clone());
+    let (r, d, g, n, e) = (
+        rsc.clone(),
+        dc.clone(),
+        gc.clone(),
+        nsc.clone(),
+        esc.clone(),
+    );
     tokio::join!(
         run_workers(
             "replicaset",
@@ -207,6 +243,13 @@ async fn run_controllers(
             1,
             shutdown.clone(),
             move |k| n.clone().sync(k)
+        ),
+        run_workers(
+            "endpointslice",
+            esc.queue.clone(),
+            w,
+            shutdown.clone(),
+            move |k| e.clone().sync(k)
         ),
         nlc.run(shutdown.clone()),
         ipam_workers,

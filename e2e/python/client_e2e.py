@@ -58,6 +58,7 @@ config.load_kube_config()
 core = client.CoreV1Api()
 apps = client.AppsV1Api()
 coord = client.CoordinationV1Api()
+disc = client.DiscoveryV1Api()
 
 
 @step("list nodes, namespaces and leases (typed models)")
@@ -308,6 +309,46 @@ def _():
     expect(any(e.metadata.name == out.metadata.name for e in found), [e.metadata.name for e in found])
     expect(isinstance(out.event_time, datetime.datetime), out.event_time)
     return out.metadata.name
+
+
+@step("create a Service (typed), read it and its EndpointSlice, 422 for a taken ClusterIP, delete it")
+def _():
+    svc = client.V1Service(
+        metadata=client.V1ObjectMeta(name="py-svc", labels={"app": "py-svc"}),
+        spec=client.V1ServiceSpec(
+            selector={"app": "py-svc"}, ports=[client.V1ServicePort(port=80, target_port=8080)]
+        ),
+    )
+    out = core.create_namespaced_service(NS, svc)
+    ip = out.spec.cluster_ip
+    expect(ip and out.spec.cluster_ips == [ip], out.spec)
+    port = out.spec.ports[0]
+    expect(out.spec.type == "ClusterIP" and port.protocol == "TCP" and port.target_port == 8080, out.spec)
+    expect(core.read_namespaced_service("py-svc", NS).spec.cluster_ip == ip, "read back")
+    slices = until(
+        "the Service's EndpointSlice",
+        lambda: disc.list_namespaced_endpoint_slice(NS, label_selector="kubernetes.io/service-name=py-svc").items,
+    )
+    expect(slices[0].address_type == "IPv4" and slices[0].endpoints == [], slices[0])
+    taken = client.V1Service(
+        metadata=client.V1ObjectMeta(name="py-svc-2"),
+        spec=client.V1ServiceSpec(cluster_ip=ip, ports=[client.V1ServicePort(port=80)]),
+    )
+    try:
+        core.create_namespaced_service(NS, taken)
+        raise AssertionError("a taken ClusterIP was accepted")
+    except ApiException as e:
+        expect(e.status == 422, e.status)
+        body = json.loads(e.body)
+        expect("provided IP is already allocated" in body["message"], body["message"])
+        expect(body["details"]["causes"][0]["field"] == "spec.clusterIPs", body)
+    gone = core.delete_namespaced_service("py-svc", NS)
+    expect(gone.metadata.name == "py-svc", gone)
+    until(
+        "py-svc gone",
+        lambda: not core.list_namespaced_service(NS, field_selector="metadata.name=py-svc").items,
+    )
+    return f"ClusterIP {ip}"
 
 
 @step("dynamic client (legacy discovery): list Deployments")

@@ -247,7 +247,7 @@ mod tests {
         );
         let s = parse(&strings(&["all"])).unwrap();
         let plurals: Vec<&str> = s.iter().map(|s| s.info.plural).collect();
-        assert_eq!(plurals, ["pods", "replicasets", "deployments"]);
+        assert_eq!(plurals, ["pods", "services", "replicasets", "deployments"]);
     }
 
     #[test]

@@ -1419,5 +1419,9 @@ pub fn controlled_by_uid(obj: &Value, uid: &str) -> bool {
         .any(|o| o["controller"] == true && str_of(o, "/uid") == uid)
 }
 
+mod service;
+
+pub use service::{endpoint_slice, endpoints, format_endpoint_slices, service};
+
 #[cfg(test)]
 mod tests;

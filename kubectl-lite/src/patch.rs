@@ -9,13 +9,14 @@
 //! are deleted, fields the server or controllers added are left alone. Lists with a merge key
 //! (containers by `name`, ports by `containerPort`, …) are patched element by element, with
 //! `$setElementOrder/<list>` giving the manifest's order and `$patch: delete` removing elements;
-//! other lists are replaced whole. Which list is which comes from [`api::merge_keys`], the
-//! table the API server applies patches with.
+//! other lists are replaced whole. Which list is which comes from [`api::merge_keys`] (by the
+//! object's kind and the list's path: a Service's `spec.ports` merge by `port`), the table the
+//! API server applies patches with.
 //!
 //! [`two_way`] is the patch of `kubectl edit` and `set image`: from the object as it was to the
 //! object as wanted, deletions included.
 
-use api::merge_keys::{ListStrategy, list_strategy, retains_keys};
+use api::merge_keys::{ListStrategy, list_strategy_at, retains_keys};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,10 +40,24 @@ enum Pass {
 pub fn three_way(original: &Value, modified: &Value, current: &Value) -> Result<Value, PatchError> {
     let empty = Map::new();
     let as_map = |v: &'_ Value| v.as_object().cloned().unwrap_or_else(|| empty.clone());
+    let kind = [
+        modified.get("kind"),
+        current.get("kind"),
+        original.get("kind"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(Value::as_str)
+    .unwrap_or("")
+    .to_string();
     let (original, modified, current) = (as_map(original), as_map(modified), as_map(current));
-    let delta = diff_maps(&current, &modified, Pass::Delta, false)?;
-    let deletions = diff_maps(&original, &modified, Pass::Deletions, false)?;
-    Ok(Value::Object(merge_patches(deletions, delta)))
+    let at = At {
+        kind: &kind,
+        path: String::new(),
+    };
+    let delta = diff_maps(&at, &current, &modified, Pass::Delta, false)?;
+    let deletions = diff_maps(&at, &original, &modified, Pass::Deletions, false)?;
+    Ok(Value::Object(merge_patches(&at, deletions, delta)))
 }
 
 /// The two-way strategic merge patch from `original` to `modified`
@@ -67,12 +82,37 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Where a diff is: the object's kind and the dotted path of the map being diffed (list
+/// elements share their list's path), for [`list_strategy_at`].
+struct At<'a> {
+    kind: &'a str,
+    path: String,
+}
+
+impl At<'_> {
+    fn child(&self, field: &str) -> At<'_> {
+        At {
+            kind: self.kind,
+            path: if self.path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{}.{field}", self.path)
+            },
+        }
+    }
+
+    fn strategy(&self) -> ListStrategy {
+        list_strategy_at(self.kind, &self.path)
+    }
+}
+
 /// Same JSON type (Go compares `reflect.TypeOf`).
 fn same_type(a: &Value, b: &Value) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 fn diff_maps(
+    at: &At,
     original: &Map<String, Value>,
     modified: &Map<String, Value>,
     pass: Pass,
@@ -100,12 +140,14 @@ fn diff_maps(
         }
         match (o, m) {
             (Value::Object(om), Value::Object(mm)) => {
-                let sub = diff_maps(om, mm, pass, retains_keys(key))?;
+                let sub = diff_maps(&at.child(key), om, mm, pass, retains_keys(key))?;
                 if !sub.is_empty() {
                     patch.insert(key.clone(), Value::Object(sub));
                 }
             }
-            (Value::Array(ol), Value::Array(ml)) => diff_slice(key, ol, ml, pass, &mut patch)?,
+            (Value::Array(ol), Value::Array(ml)) => {
+                diff_slice(&at.child(key), key, ol, ml, pass, &mut patch)?
+            }
             _ => {
                 if pass == Pass::Delta && !json_equal(o, m) {
                     patch.insert(key.clone(), m.clone());
@@ -138,13 +180,14 @@ fn diff_maps(
 }
 
 fn diff_slice(
+    at: &At,
     key: &str,
     original: &[Value],
     modified: &[Value],
     pass: Pass,
     patch: &mut Map<String, Value>,
 ) -> Result<(), PatchError> {
-    let strategy = list_strategy(key);
+    let strategy = at.strategy();
     let elements_are_maps = modified.iter().chain(original).all(Value::is_object);
     let elements_are_scalars = modified
         .iter()
@@ -162,7 +205,7 @@ fn diff_slice(
                 return Ok(());
             }
             let (list, order) =
-                diff_lists_of_maps(original, modified, merge_key, retain_keys, pass)?;
+                diff_lists_of_maps(at, original, modified, merge_key, retain_keys, pass)?;
             if !list.is_empty() {
                 patch.insert(key.into(), Value::Array(list));
             }
@@ -252,6 +295,7 @@ fn merge_key_text(element: &Value, key: &str) -> Result<String, PatchError> {
 
 /// Element patches for a merge-keyed list, and the `$setElementOrder` list when one is due.
 fn diff_lists_of_maps(
+    at: &At,
     original: &[Value],
     modified: &[Value],
     merge_key: &str,
@@ -273,7 +317,7 @@ fn diff_lists_of_maps(
             Some(o) => {
                 let om = o.as_object().unwrap_or(&empty);
                 let mm = m.as_object().unwrap_or(&empty);
-                let mut sub = diff_maps(om, mm, pass, retain_keys)?;
+                let mut sub = diff_maps(at, om, mm, pass, retain_keys)?;
                 if !sub.is_empty() {
                     sub.insert(
                         merge_key.into(),
@@ -318,14 +362,20 @@ fn diff_lists_of_maps(
 /// Merge the delta patch into the deletions patch (they never set the same scalar: deletions
 /// only name fields missing from the manifest, delta only fields in it).
 fn merge_patches(
+    at: &At,
     mut deletions: Map<String, Value>,
     delta: Map<String, Value>,
 ) -> Map<String, Value> {
     for (k, d) in delta {
+        let child = at.child(&k);
         let merged = match (deletions.remove(&k), d) {
-            (Some(Value::Object(a)), Value::Object(b)) => Value::Object(merge_patches(a, b)),
-            (Some(Value::Array(a)), Value::Array(b)) => match list_strategy(&k) {
-                ListStrategy::Merge { key, .. } => Value::Array(merge_element_patches(a, b, key)),
+            (Some(Value::Object(a)), Value::Object(b)) => {
+                Value::Object(merge_patches(&child, a, b))
+            }
+            (Some(Value::Array(a)), Value::Array(b)) => match child.strategy() {
+                ListStrategy::Merge { key, .. } => {
+                    Value::Array(merge_element_patches(&child, a, b, key))
+                }
                 _ => Value::Array(b),
             },
             (_, d) => d,
@@ -336,7 +386,12 @@ fn merge_patches(
 }
 
 /// Element patches of both halves: delta's first (in the manifest's order), then deletions.
-fn merge_element_patches(deletions: Vec<Value>, delta: Vec<Value>, key: &str) -> Vec<Value> {
+fn merge_element_patches(
+    at: &At,
+    deletions: Vec<Value>,
+    delta: Vec<Value>,
+    key: &str,
+) -> Vec<Value> {
     let mut rest = deletions;
     let mut out = Vec::with_capacity(rest.len() + delta.len());
     for d in delta {
@@ -345,7 +400,7 @@ fn merge_element_patches(deletions: Vec<Value>, delta: Vec<Value>, key: &str) ->
             .position(|x| x.get(key).is_some() && x.get(key) == d.get(key));
         match (pos.map(|i| rest.remove(i)), d) {
             (Some(Value::Object(a)), Value::Object(b)) => {
-                out.push(Value::Object(merge_patches(a, b)))
+                out.push(Value::Object(merge_patches(at, a, b)))
             }
             (_, d) => out.push(d),
         }
@@ -467,6 +522,23 @@ mod tests {
         assert_eq!(
             p["spec"]["template"]["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 80, "name": "http"}, {"containerPort": 443, "$patch": "delete"}])
+        );
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let svc =
+            |ports: Value| json!({"apiVersion": "v1", "kind": "Service", "spec": {"ports": ports}});
+        let original = svc(json!([{"port": 80, "targetPort": 8000}]));
+        let modified = svc(json!([{"port": 80, "targetPort": 9000}]));
+        let current =
+            svc(json!([{"port": 80, "targetPort": 8000, "nodePort": 30080, "protocol": "TCP"}]));
+        let p = three_way(&original, &modified, &current).unwrap();
+        assert_eq!(
+            p,
+            json!({"spec": {"$setElementOrder/ports": [{"port": 80}],
+                            "ports": [{"port": 80, "targetPort": 9000}]}}),
+            "the allocated nodePort is not touched"
         );
     }
 

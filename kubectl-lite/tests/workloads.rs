@@ -1,7 +1,8 @@
 //! kubectl-lite against a whole cluster (`kube-lite up --nodes 2`: API server, scheduler,
 //! controllers and two kubelets running pods as processes), so Deployments really roll out and
 //! containers really write logs: apply --wait, get, describe, logs, exec, set image, rollout
-//! status|history|undo|restart|pause|resume, scale, wait, cordon, uncordon, drain, delete.
+//! status|history|undo|restart|pause|resume, scale, wait, cordon, uncordon, drain, delete;
+//! expose, and the Service's slices, Endpoints and describe page.
 //!
 //! One cluster for the whole story (starting one is the slow part); each step polls with a
 //! deadline, never a bare sleep.
@@ -232,6 +233,103 @@ async fn workloads_roll_log_scale_and_drain() {
             && all.contains("deployment.apps/web"),
         "{all}"
     );
+
+    // expose: a Service selecting the Deployment's pods, its slices, Endpoints and describe.
+    let out = c.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "8000",
+    ]);
+    assert_eq!(out, "service/web exposed\n");
+    let svc = c.ok(&["get", "svc", "web"]);
+    let header: Vec<&str> = svc
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{svc}"
+    );
+    let row: Vec<&str> = svc
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (row[1], row[3], row[4]),
+        ("ClusterIP", "<none>", "80/TCP"),
+        "{svc}"
+    );
+    assert!(row[2].starts_with("10."), "{svc}");
+    let wide = c.ok(&["get", "svc", "web", "-o", "wide"]);
+    assert!(
+        wide.lines().nth(1).is_some_and(|l| l.ends_with("app=web")),
+        "{wide}"
+    );
+    let slices = c
+        .until(
+            "a slice with both pods",
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=web",
+            ],
+            |o| {
+                o.lines()
+                    .nth(1)
+                    .is_some_and(|l| l.matches("127.").count() == 2)
+            },
+        )
+        .await;
+    assert!(slices.starts_with("NAME "), "{slices}");
+    assert!(
+        slices.contains(" IPv4 ") && slices.contains(" 8000 "),
+        "{slices}"
+    );
+    let eps = c
+        .until(
+            "Endpoints with both pods",
+            &["get", "endpoints", "web"],
+            |o| o.matches(":8000").count() == 2,
+        )
+        .await;
+    assert!(eps.starts_with("NAME "), "{eps}");
+    let three = c.ok(&["get", "svc,endpointslices,endpoints", "-l", "app=web"]);
+    assert!(
+        three.contains("service/web") && three.contains("endpoints/web"),
+        "{three}"
+    );
+    let described = c.ok(&["describe", "svc", "web"]);
+    for want in [
+        "Selector:                 app=web",
+        "Type:                     ClusterIP",
+        "TargetPort:               8000/TCP",
+        "Session Affinity:         None",
+    ] {
+        assert!(described.contains(want), "{want:?} in\n{described}");
+    }
+    let endpoints_line = described
+        .lines()
+        .find(|l| l.starts_with("Endpoints:"))
+        .unwrap_or_default();
+    assert_eq!(endpoints_line.matches(":8000").count(), 2, "{described}");
+    assert!(c.ok(&["get", "all"]).contains("service/web"));
 
     // logs: of a Deployment (one of its pods), --tail, -c, --timestamps, -f.
     c.until("hello in the log", &["logs", "deploy/web"], |o| {

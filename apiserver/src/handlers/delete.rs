@@ -199,7 +199,8 @@ pub async fn delete_with(
         _ => {
             let obj = last.unwrap_or(Value::Null);
             tracing::debug!(kind = t.info.kind, %name, "deleted");
-            if matches!(t.info.kind, "Pod" | "Namespace") {
+            // Kubernetes answers with the deleted object for these (`ReturnDeletedObject`).
+            if matches!(t.info.kind, "Pod" | "Namespace" | "Service") {
                 Ok(object_response(StatusCode::OK, &obj, &[]))
             } else {
                 let uid = obj

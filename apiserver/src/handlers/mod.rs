@@ -90,7 +90,25 @@ pub fn object_response(code: StatusCode, obj: &Value, warnings: &[String]) -> Re
     r
 }
 
+/// The warning Kubernetes attaches to every request for a deprecated API (kubectl prints it
+/// as `Warning: …`).
+fn deprecation(info: &api::ResourceInfo) -> Option<&'static str> {
+    (info.kind == "Endpoints")
+        .then_some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+}
+
 pub async fn dispatch(state: &AppState, req: Request) -> ApiResult<Response> {
+    let warning = deprecation(req.target.info);
+    let mut resp = route(state, req).await?;
+    if let Some(w) = warning
+        && let Ok(v) = HeaderValue::from_str(&format!("299 - {w:?}"))
+    {
+        resp.headers_mut().append("Warning", v);
+    }
+    Ok(resp)
+}
+
+async fn route(state: &AppState, req: Request) -> ApiResult<Response> {
     let t = &req.target;
     if t.info.kind == "Pod" && t.name.is_some() && t.sub.as_deref() == Some("exec") {
         return match req.method {

@@ -10,8 +10,30 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Request, object_response};
 use crate::patch;
 use crate::server::AppState;
-use crate::storage::{self, Stored, Update};
+use crate::services::Used;
+use crate::storage::{self, Stored, Update, Written};
 use crate::strategy::{self, FieldValidation, Strategy, name_of};
+
+/// How many times a Service write picks again after another writer took the ClusterIP or node
+/// port it picked (each time with a fresh view of what is taken, after a short random pause).
+/// Every lost race is someone else's win, so writers always progress; this bounds how long
+/// one unlucky writer keeps trying when many write at once into a nearly full range.
+const ALLOCATION_ATTEMPTS: usize = 20;
+
+/// A pause of up to `attempt` × 2 ms before picking again, so racing writers spread out.
+async fn allocation_backoff(attempt: usize) {
+    let ms = rand::rng().random_range(0..=(attempt as u64 * 2));
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// What is taken, for a kind whose writes allocate (Services); None for every other kind.
+async fn used_for(state: &AppState, strat: &Strategy) -> ApiResult<Option<Used>> {
+    if strat.info.kind == "Service" {
+        Ok(Some(Used::read(&state.storage).await?))
+    } else {
+        Ok(None)
+    }
+}
 
 /// Whether a write goes to the object or to its `status` subresource.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -169,24 +191,47 @@ async fn create_object(
     if generated && !prefix.is_empty() {
         obj["metadata"]["name"] = json!(generate_name(&prefix));
     }
-    strat.validate(&obj)?;
-    check_namespace(state, strat, ns, name_of(&obj)).await?;
-    if dry_run {
-        return Ok(object_response(StatusCode::CREATED, &obj, warnings));
-    }
-    for _ in 0..5 {
-        let name = name_of(&obj).to_string();
+    let mut namespace_checked = false;
+    let (mut name_attempts, mut allocation_attempts) = (0, 0);
+    loop {
+        // A Service gets its ClusterIP and node ports here, before validation (as Kubernetes'
+        // BeginCreate); what it asked for that is taken or out of range is a 422.
+        let mut candidate = obj.clone();
+        if let Some(used) = used_for(state, strat).await? {
+            state.services.allocate_value(&mut candidate, None, &used)?;
+        }
+        strat.validate(&candidate)?;
+        if !namespace_checked {
+            check_namespace(state, strat, ns, name_of(&candidate)).await?;
+            namespace_checked = true;
+        }
+        if dry_run {
+            return Ok(object_response(StatusCode::CREATED, &candidate, warnings));
+        }
+        let name = name_of(&candidate).to_string();
         let key = storage::key(strat.info, ns, &name);
-        if let Some(stored) = state.storage.create(&key, &obj, 0).await? {
-            tracing::debug!(kind = strat.info.kind, %ns, %name, "created");
-            return Ok(object_response(StatusCode::CREATED, &stored.obj, warnings));
+        match state.storage.create_claiming(&key, &candidate).await? {
+            Written::Done(stored) => {
+                tracing::debug!(kind = strat.info.kind, %ns, %name, "created");
+                return Ok(object_response(StatusCode::CREATED, &stored.obj, warnings));
+            }
+            Written::Moved => {
+                name_attempts += 1;
+                if !generated || prefix.is_empty() || name_attempts >= 5 {
+                    return Err(ApiError::already_exists(strat.info, &name));
+                }
+                obj["metadata"]["name"] = json!(generate_name(&prefix));
+            }
+            Written::ClaimTaken(claim) => {
+                allocation_attempts += 1;
+                tracing::info!(%ns, %name, %claim, attempt = allocation_attempts, "allocation lost a race; picking again");
+                if allocation_attempts >= ALLOCATION_ATTEMPTS {
+                    return Err(ApiError::claim_taken(&claim));
+                }
+                allocation_backoff(allocation_attempts).await;
+            }
         }
-        if !generated || prefix.is_empty() {
-            return Err(ApiError::already_exists(strat.info, &name));
-        }
-        obj["metadata"]["name"] = json!(generate_name(&prefix));
     }
-    Err(ApiError::already_exists(strat.info, name_of(&obj)))
 }
 
 /// Kinds that PUT may create, as Kubernetes' `AllowCreateOnUpdate`.
@@ -229,8 +274,15 @@ fn keep_server_metadata(new: &mut Value, old: &Value) {
     }
 }
 
-/// Turn a desired object into the one to store, against the current one.
-fn admit_update(strat: &Strategy, mode: Mode, mut new: Value, cur: &Stored) -> ApiResult<Update> {
+/// Turn a desired object into the one to store, against the current one. `alloc`: for
+/// Services, the allocator and what is taken.
+fn admit_update(
+    strat: &Strategy,
+    mode: Mode,
+    mut new: Value,
+    cur: &Stored,
+    alloc: Option<(&crate::services::Allocator, &Used)>,
+) -> ApiResult<Update> {
     let name = name_of(&cur.obj).to_string();
     let want_rv = new
         .pointer("/metadata/resourceVersion")
@@ -242,7 +294,12 @@ fn admit_update(strat: &Strategy, mode: Mode, mut new: Value, cur: &Stored) -> A
     }
     keep_server_metadata(&mut new, &cur.obj);
     match mode {
-        Mode::Main => strat.prepare_for_update(&mut new, &cur.obj),
+        Mode::Main => {
+            strat.prepare_for_update(&mut new, &cur.obj);
+            if let Some((allocator, used)) = alloc {
+                allocator.allocate_value(&mut new, Some(&cur.obj), used)?;
+            }
+        }
         Mode::Status => strat.prepare_for_status_update(&mut new, &cur.obj),
     }
     strat.validate_update(&new, &cur.obj)?;
@@ -282,22 +339,36 @@ pub async fn update(state: &AppState, req: &Request, mode: Mode) -> ApiResult<Re
             .get(&key)
             .await?
             .ok_or_else(|| ApiError::not_found(t.info, &name))?;
-        return match admit_update(strat, mode, obj, &cur)? {
+        let used = used_for(state, strat).await?;
+        let alloc = used.as_ref().map(|u| (&state.services, u));
+        return match admit_update(strat, mode, obj, &cur, alloc)? {
             Update::Write(o) => Ok(object_response(StatusCode::OK, &o, &warnings)),
             _ => Ok(object_response(StatusCode::OK, &cur.obj, &warnings)),
         };
     }
     let mut missing = false;
-    let res = state
-        .storage
-        .guaranteed_update(&key, |cur| match cur {
-            None => {
-                missing = true;
-                Ok(Update::Noop)
+    let mut attempt = 0;
+    let res = loop {
+        let used = used_for(state, strat).await?;
+        let alloc = used.as_ref().map(|u| (&state.services, u));
+        let res = state
+            .storage
+            .guaranteed_update(&key, |cur| match cur {
+                None => {
+                    missing = true;
+                    Ok(Update::Noop)
+                }
+                Some(cur) => admit_update(strat, mode, obj.clone(), cur, alloc),
+            })
+            .await;
+        match res {
+            Err(e) if e.taken_claim().is_some() && attempt + 1 < ALLOCATION_ATTEMPTS => {
+                attempt += 1;
+                allocation_backoff(attempt).await;
             }
-            Some(cur) => admit_update(strat, mode, obj.clone(), cur),
-        })
-        .await?;
+            other => break other?,
+        }
+    };
     if missing {
         if allow_create_on_update(t.info.kind) && mode == Mode::Main {
             if let Some(m) = obj["metadata"].as_object_mut() {
@@ -326,36 +397,48 @@ pub async fn patch(state: &AppState, req: &Request, mode: Mode) -> ApiResult<Res
     let mut missing = false;
     let dry_run = req.dry_run();
     let mut dry_result = None;
-    let res = state
-        .storage
-        .guaranteed_update(&key, |cur| {
-            let Some(cur) = cur else {
-                missing = true;
-                return Ok(Update::Noop);
-            };
-            let patched = patch::apply(kind, t.info, &cur.obj, &patch_body)?;
-            check_type_meta(strat, &patched)?;
-            let (mut obj, w) = strat.normalize(&patched, fv)?;
-            warnings = w;
-            if t.info.namespaced {
-                obj["metadata"]["namespace"] = json!(ns);
+    let mut attempt = 0;
+    let res = loop {
+        let used = used_for(state, strat).await?;
+        let alloc = used.as_ref().map(|u| (&state.services, u));
+        let res = state
+            .storage
+            .guaranteed_update(&key, |cur| {
+                let Some(cur) = cur else {
+                    missing = true;
+                    return Ok(Update::Noop);
+                };
+                let patched = patch::apply(kind, t.info, &cur.obj, &patch_body)?;
+                check_type_meta(strat, &patched)?;
+                let (mut obj, w) = strat.normalize(&patched, fv)?;
+                warnings = w;
+                if t.info.namespaced {
+                    obj["metadata"]["namespace"] = json!(ns);
+                }
+                if name_of(&obj) != name {
+                    return Err(ApiError::bad_request(
+                        "metadata.name cannot be changed by a patch",
+                    ));
+                }
+                let decision = admit_update(strat, mode, obj, cur, alloc)?;
+                if dry_run {
+                    dry_result = Some(match &decision {
+                        Update::Write(o) => o.clone(),
+                        _ => cur.obj.clone(),
+                    });
+                    return Ok(Update::Noop);
+                }
+                Ok(decision)
+            })
+            .await;
+        match res {
+            Err(e) if e.taken_claim().is_some() && attempt + 1 < ALLOCATION_ATTEMPTS => {
+                attempt += 1;
+                allocation_backoff(attempt).await;
             }
-            if name_of(&obj) != name {
-                return Err(ApiError::bad_request(
-                    "metadata.name cannot be changed by a patch",
-                ));
-            }
-            let decision = admit_update(strat, mode, obj, cur)?;
-            if dry_run {
-                dry_result = Some(match &decision {
-                    Update::Write(o) => o.clone(),
-                    _ => cur.obj.clone(),
-                });
-                return Ok(Update::Noop);
-            }
-            Ok(decision)
-        })
-        .await?;
+            other => break other?,
+        }
+    };
     if missing {
         return Err(ApiError::not_found(t.info, &name));
     }

@@ -76,6 +76,17 @@ impl GarbageCollector {
         self.on_change(c);
     }
 
+    pub fn on_service(&self, c: &Change<api::Service>) {
+        self.on_change(c);
+    }
+
+    pub fn on_endpoint_slice(&self, c: &Change<api::EndpointSlice>) {
+        self.on_change(c);
+        if let Change::Deleted(s) = c {
+            self.enqueue_owners(s.meta());
+        }
+    }
+
     fn enqueue_owners(&self, meta: &ObjectMeta) {
         for r in &meta.owner_references {
             self.queue
@@ -111,6 +122,22 @@ impl GarbageCollector {
                 .filter(|o| refers(&o.metadata))
                 .map(|o| ("Deployment", o.metadata.clone())),
         );
+        out.extend(
+            self.ctx
+                .services
+                .list()
+                .iter()
+                .filter(|o| refers(&o.metadata))
+                .map(|o| ("Service", o.metadata.clone())),
+        );
+        out.extend(
+            self.ctx
+                .endpoint_slices
+                .list()
+                .iter()
+                .filter(|o| refers(&o.metadata))
+                .map(|o| ("EndpointSlice", o.metadata.clone())),
+        );
         out
     }
 
@@ -125,6 +152,12 @@ impl GarbageCollector {
             "Pod" => self.ctx.pods.get(key).map(|o| o.metadata.clone()),
             "ReplicaSet" => self.ctx.replica_sets.get(key).map(|o| o.metadata.clone()),
             "Deployment" => self.ctx.deployments.get(key).map(|o| o.metadata.clone()),
+            "Service" => self.ctx.services.get(key).map(|o| o.metadata.clone()),
+            "EndpointSlice" => self
+                .ctx
+                .endpoint_slices
+                .get(key)
+                .map(|o| o.metadata.clone()),
             _ => None,
         }
     }

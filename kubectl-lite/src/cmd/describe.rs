@@ -1,11 +1,12 @@
 //! `describe KIND [NAME_PREFIX…]`: fetch an object and what explains it — its Events
 //! (`involvedObject` field selectors), a Deployment's ReplicaSets, a ReplicaSet's pods, a
-//! Node's pods (`spec.nodeName`, not terminated) and Lease — and print the page `crate::describe`
+//! Node's pods (`spec.nodeName`, not terminated) and Lease, a Service's EndpointSlices
+//! (`kubernetes.io/service-name`) — and print the page `crate::describe`
 //! lays out. As in kubectl, a name that matches no object exactly describes every object whose
 //! name starts with it.
 
 use api::ResourceInfo;
-use api::resource::{LEASE, POD};
+use api::resource::{ENDPOINT_SLICE, LEASE, POD};
 use serde_json::Value;
 
 use crate::builder::{self, Selection};
@@ -21,6 +22,7 @@ use crate::util::{name_of, namespace_of, str_of};
   kubectl-lite describe pod web-1              # the pod, its containers and its events
   kubectl-lite describe deploy blog            # with its ReplicaSets
   kubectl-lite describe node worker-1          # with its pods and allocated resources
+  kubectl-lite describe svc blog               # its IPs, ports and ready endpoints
   kubectl-lite describe pods blog              # every pod whose name starts with blog")]
 pub struct Describe {
     /// `KIND [NAME_PREFIX…]` or `KIND/NAME`.
@@ -203,6 +205,22 @@ impl Describe {
                 describe::node(obj, &pods, lease.as_ref(), &events, now)
             }
             "ConfigMap" => describe::config_map(obj, &events, now),
+            "Service" => {
+                // As kubectl: slices that cannot be listed describe as none.
+                let slices = ctx
+                    .list(
+                        &ENDPOINT_SLICE.collection_path(Some(&ns)),
+                        &[(
+                            "labelSelector",
+                            format!("kubernetes.io/service-name={}", name_of(obj)),
+                        )],
+                    )
+                    .await
+                    .unwrap_or_default();
+                describe::service(obj, &slices, &events, now)
+            }
+            "Endpoints" => describe::endpoints(obj, &events, now),
+            "EndpointSlice" => describe::endpoint_slice(obj, &events, now),
             "Namespace" => describe::namespace(obj),
             _ => describe::generic(obj, &events, now),
         })

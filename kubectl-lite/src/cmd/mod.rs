@@ -11,6 +11,7 @@ pub mod describe;
 pub mod edit;
 pub mod exec;
 pub mod explain;
+pub mod expose;
 pub mod get;
 pub mod label;
 pub mod logs;
@@ -32,6 +33,8 @@ pub enum Command {
     Apply(apply::Apply),
     /// Create a resource from a file or stdin, or from flags (configmap, namespace, deployment).
     Create(create::Create),
+    /// Take a deployment, replica set, pod or service and expose it as a new Service.
+    Expose(expose::Expose),
     /// Replace a resource by file name or stdin.
     Replace(replace::Replace),
     /// Display one or many resources.
@@ -103,6 +106,7 @@ impl Command {
         match self {
             Command::Apply(c) => c.run(ctx).await,
             Command::Create(c) => c.run(ctx).await,
+            Command::Expose(c) => c.run(ctx).await,
             Command::Replace(c) => c.run(ctx).await,
             Command::Get(c) => c.run(ctx).await,
             Command::Describe(c) => c.run(ctx).await,

@@ -267,3 +267,86 @@ fn qos_classes() {
     let g = json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
     assert_eq!(qos_class(&g), "Guaranteed");
 }
+
+fn sample_slices() -> Vec<Value> {
+    vec![json!({
+        "metadata": {"name": "blog-x7k2p", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "blog",
+                                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}, {"name": "metrics", "port": 9100, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["127.11.0.2"], "conditions": {"ready": true, "serving": true, "terminating": false},
+             "nodeName": "worker-1", "targetRef": {"kind": "Pod", "namespace": "default", "name": "blog-7d4b9c-x2x9q"}},
+            {"addresses": ["127.12.0.2"], "conditions": {"ready": false, "serving": true, "terminating": true},
+             "nodeName": "worker-2", "targetRef": {"kind": "Pod", "namespace": "default", "name": "blog-7d4b9c-q8r2z"}},
+            {"addresses": ["127.12.0.3"], "conditions": {"ready": true, "serving": true, "terminating": false},
+             "nodeName": "worker-2", "targetRef": {"kind": "Pod", "namespace": "default", "name": "blog-7d4b9c-m4n5p"}}
+        ]
+    })]
+}
+
+#[test]
+fn service_pages() {
+    let svc = json!({
+        "metadata": {"name": "blog", "namespace": "default", "labels": {"app": "blog"}},
+        "spec": {"type": "NodePort", "selector": {"app": "blog"}, "clusterIP": "10.96.183.4",
+                 "clusterIPs": ["10.96.183.4"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                 "sessionAffinity": "None", "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster",
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8000, "nodePort": 30080, "protocol": "TCP"},
+                           {"name": "metrics", "port": 9100, "targetPort": "metrics", "nodePort": 31234, "protocol": "TCP"}]}
+    });
+    let events = [event(
+        "Warning",
+        "FailedToUpdateEndpointSlices",
+        "endpoint-slice-controller",
+        "Error updating Endpoint Slices for Service default/blog: timeout",
+        30,
+        1,
+    )];
+    let headless = json!({
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"type": "ClusterIP", "clusterIP": "None", "clusterIPs": ["None"], "sessionAffinity": "None",
+                 "ports": [{"port": 5432, "targetPort": 5432, "protocol": "TCP"}]}
+    });
+    insta::assert_snapshot!(format!(
+        "{}---\n{}",
+        service(&svc, &sample_slices(), &events, now()),
+        service(&headless, &[], &[], now())
+    ));
+}
+
+#[test]
+fn endpoints_and_endpoint_slice_pages() {
+    let ep = json!({
+        "metadata": {"name": "blog", "namespace": "default", "labels": {"app": "blog"}},
+        "subsets": [{"addresses": [{"ip": "127.11.0.2"}, {"ip": "127.12.0.3"}],
+                     "notReadyAddresses": [{"ip": "127.12.0.4"}],
+                     "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}]}]
+    });
+    insta::assert_snapshot!(format!(
+        "{}---\n{}",
+        endpoints(&ep, &[], now()),
+        endpoint_slice(&sample_slices()[0], &[], now())
+    ));
+}
+
+#[test]
+fn service_endpoints_list_ready_ones_three_then_more() {
+    let mut slices = sample_slices();
+    assert_eq!(
+        format_endpoint_slices(&slices, "http"),
+        "127.11.0.2:8000,127.12.0.3:8000"
+    );
+    for i in 4..7 {
+        slices[0]["endpoints"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"addresses": [format!("127.13.0.{i}")], "conditions": {"ready": true}}));
+    }
+    assert_eq!(
+        format_endpoint_slices(&slices, "http"),
+        "127.11.0.2:8000,127.12.0.3:8000,127.13.0.4:8000 + 2 more..."
+    );
+    assert_eq!(format_endpoint_slices(&[], "http"), "<none>");
+}
