@@ -26,32 +26,19 @@ impl IpRange {
     /// `10.96.0.0/12`. IPv4 only, and room for at least two Services (a prefix of /30 or
     /// shorter); host bits are masked off, as Go's `net.ParseCIDR` does.
     pub fn parse(s: &str) -> Result<IpRange, String> {
-        let (ip, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| {
-            if ip.contains(':') {
-                format!("{s}: kube-lite supports IPv4 service ranges only")
-            } else {
-                format!("invalid CIDR address: {s}")
-            }
-        })?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-        if prefix > 30 {
+        if s.contains(':') {
+            return Err(format!("{s}: kube-lite supports IPv4 service ranges only"));
+        }
+        let c = api::net::Cidr::parse(s).map_err(|_| format!("invalid CIDR address: {s}"))?;
+        if c.prefix > 30 {
             return Err(format!(
                 "{s}: the service range must hold at least two addresses (/30 or larger)"
             ));
         }
-        let mask = u32::MAX << (32 - prefix);
-        let base = u32::from(ip) & mask;
         Ok(IpRange {
-            cidr: format!("{}/{prefix}", Ipv4Addr::from(base)),
-            base,
-            prefix,
+            cidr: c.to_string(),
+            base: c.first(),
+            prefix: c.prefix,
         })
     }
 
