@@ -86,6 +86,10 @@ fn spawn(
 /// The pods' addresses with `--runtime cri`, one /24 per node (node IPAM).
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
+/// ClusterIPs with the process runtime: loopback addresses, which the user-space proxy can
+/// listen on without root.
+const LOOPBACK_SERVICE_RANGE: &str = "127.96.0.0/16";
+
 /// A CRI node's runtime: its endpoint and where it reads CNI configs.
 struct NodeRuntime {
     endpoint: String,
@@ -193,10 +197,43 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     control.push(spawn(
         "apiserver",
         store_token.clone(),
-        apiserver::run(
+        apiserver::run_with(
             apiserver::Config {
                 kvstore_servers: vec![kv_url],
                 listener: api_listener,
+            },
+            apiserver::Options {
+                // Without real pod networks, ClusterIPs are loopback addresses the user-space
+                // proxy can listen on (and the user's shell can reach).
+                service_cluster_ip_range: if cri {
+                    apiserver::DEFAULT_SERVICE_CLUSTER_IP_RANGE.into()
+                } else {
+                    LOOPBACK_SERVICE_RANGE.into()
+                },
+                ..Default::default()
+            },
+            control_token.clone(),
+        ),
+    ));
+    // One service proxy for the machine (every node of `up` shares its network stack):
+    // nftables rules with real pod networks, listeners on the loopback ClusterIPs without.
+    control.push(spawn(
+        "kube-proxy-lite",
+        store_token.clone(),
+        kube_proxy_lite::run(
+            kube_proxy_lite::Config {
+                server: server.clone(),
+                node_name: "kube-lite".into(),
+                mode: Some(if cri {
+                    kube_proxy_lite::Mode::Nftables
+                } else {
+                    kube_proxy_lite::Mode::Userspace
+                }),
+                cluster_cidr: if cri {
+                    Some(api::net::Cidr::parse(CLUSTER_CIDR).map_err(anyhow::Error::msg)?)
+                } else {
+                    None
+                },
             },
             control_token.clone(),
         ),

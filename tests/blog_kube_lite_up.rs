@@ -70,6 +70,43 @@ async fn up_runs_the_blog_and_resumes_after_restart() {
         "{out}"
     );
 
+    // A Service: its ClusterIP is a loopback address the user-space proxy listens on, so the
+    // user's own shell reaches the blog right after `expose`.
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "expose",
+            "deployment",
+            "blog",
+            "--port",
+            "8080",
+            "--target-port",
+            "8000",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let svcs: client::Api<api::Service> = client::Api::namespaced(client.clone(), "default");
+    let vip = svcs.get("blog").await.expect("service").spec.cluster_ip;
+    assert!(vip.starts_with("127.96."), "{vip}");
+    let url = format!("http://{vip}:8080/");
+    let served_by = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    wait_for(
+        "the blog through its ClusterIP, from every replica",
+        DEFAULT_TIMEOUT,
+        || async {
+            let body = testkit::http_get(&url).await?;
+            let name = pods.iter().find(|p| body.contains(&p.metadata.name))?;
+            let mut seen = served_by.lock().expect("lock");
+            seen.insert(name.metadata.name.clone());
+            (seen.len() == 3).then_some(())
+        },
+    )
+    .await;
+
     // Ctrl-C stops the cluster and every pod process with it.
     let ips: Vec<String> = pods.iter().map(pod_ip).collect();
     assert!(!serving_pids(&ips).is_empty());

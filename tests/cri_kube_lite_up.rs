@@ -182,6 +182,148 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
         "{out}{err}"
     );
 
+    // A Service (kube-proxy-lite's nftables rules): the ClusterIP from the host and from a
+    // pod, the node port from the host's address, spread over the three pods.
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "expose",
+            "deployment",
+            "nginx-deployment",
+            "--port",
+            "80",
+            "--type",
+            "NodePort",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let svcs: Api<api::Service> = Api::namespaced(client.clone(), "default");
+    let svc = svcs.get("nginx-deployment").await.expect("service");
+    let vip = svc.spec.cluster_ip.clone();
+    let node_port = svc.spec.ports[0].node_port;
+    let url = format!("http://{vip}/");
+    wait_for("the ClusterIP to answer", DEFAULT_TIMEOUT, || {
+        testkit::http_get(&url)
+    })
+    .await;
+    let names: Vec<String> = pods.iter().map(|p| p.metadata.name.clone()).collect();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http");
+    for _ in 0..3000 {
+        let body = http
+            .get(&url)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        let name = body.trim().trim_start_matches("Hello from ").to_string();
+        assert!(names.contains(&name), "{body}");
+        *counts.entry(name).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for (name, n) in &counts {
+        assert!(
+            (850..=1150).contains(n),
+            "{name} got {n} of 3000 requests (not within ±15% of 1000): {counts:?}"
+        );
+    }
+    eprintln!("load balancing over 3 endpoints, 3000 requests: {counts:?}");
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {vip} 80");
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "exec",
+            &from.metadata.name,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Hello from "), "{out}");
+    let host_ip = std::process::Command::new("ip")
+        .args(["-4", "-o", "route", "get", "1.1.1.1"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut words = s.split_whitespace();
+            words.find(|w| *w == "src")?;
+            words.next().map(str::to_string)
+        })
+        .expect("the host's address");
+    let np_url = format!("http://{host_ip}:{node_port}/");
+    let body = wait_for("the node port to answer", DEFAULT_TIMEOUT, || {
+        testkit::http_get(&np_url)
+    })
+    .await;
+    assert!(body.starts_with("Hello from "), "{body}");
+
+    // No endpoints left: the ClusterIP refuses connections at once (a reject rule), it does
+    // not leave them hanging.
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "scale",
+            "deployment",
+            "nginx-deployment",
+            "--replicas",
+            "0",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let vip_port: std::net::SocketAddr = format!("{vip}:80").parse().expect("address");
+    wait_for(
+        "connections to the ClusterIP refused",
+        DEFAULT_TIMEOUT,
+        || async {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(vip_port),
+            )
+            .await
+            {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let (code, out, err) = run_cli(
+        "kubectl-lite",
+        &[
+            "--kubeconfig",
+            &kc,
+            "scale",
+            "deployment",
+            "nginx-deployment",
+            "--replicas",
+            "3",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
     // Deleted: every container and sandbox goes from both containerds.
     let (code, out, err) = run_cli(
         "kubectl-lite",
