@@ -1,8 +1,8 @@
 //! `kube-lite node`: one worker node in one command, as a kind node container runs one — a
 //! private containerd (its own root, state and socket under `--data-dir`, the built-in images
-//! imported) and kubelet-lite with the CRI runtime on it, its pod CIDR from the
-//! controller-manager's node IPAM unless `--pod-cidr` is given. Ctrl-C (or SIGTERM) stops the
-//! kubelet (and its pods), then containerd. The docker-compose cluster's workers run this.
+//! imported), kubelet-lite with the CRI runtime on it (its pod CIDR from the controller-manager's
+//! node IPAM unless `--pod-cidr` is given), and kube-proxy-lite (nftables). Ctrl-C (or SIGTERM)
+//! stops the kubelet (and its pods) and the proxy, then containerd.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,9 @@ pub struct NodeArgs {
     /// Node labels, k=v,k2=v2.
     #[arg(long, value_delimiter = ',')]
     node_labels: Vec<String>,
+    /// The cluster's pod range: kube-proxy-lite masquerades Service traffic from outside it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
 }
 
 /// Start containerd for a node in `dir` and import the built-in images (pause, web).
@@ -81,8 +84,24 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.port,
         args.server
     );
+    let cluster_cidr = api::net::Cidr::parse(&args.cluster_cidr)
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
     let shutdown: CancellationToken = client::process::shutdown_on_signal();
+    let proxy = tokio::spawn(kube_proxy_lite::run(
+        kube_proxy_lite::Config {
+            server: args.server.clone(),
+            node_name: name.clone(),
+            mode: Some(kube_proxy_lite::Mode::Nftables),
+            cluster_cidr: Some(cluster_cidr),
+        },
+        shutdown.clone(),
+    ));
     let result = kubelet_lite::run(config, shutdown).await;
+    match proxy.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "kube-proxy-lite failed"),
+        Err(e) => tracing::warn!(error = %e, "kube-proxy-lite panicked"),
+    }
     if let Err(e) = containerd.stop().await {
         tracing::warn!(error = %e, "cannot stop containerd");
     }
