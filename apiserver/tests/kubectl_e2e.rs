@@ -23,6 +23,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
 /// Polls for cluster state give up after this long (two loaded cores).
 const POLL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// ClusterIPs of `kube-lite up` with the process runtime: its loopback service range
+/// (127.96.0.0/16), which the user-space proxy listens on.
+const CLUSTER_IP_PREFIX: &str = "127.96.";
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -761,7 +765,7 @@ fn kubectl_steps(e: &mut E2e) {
                 && spec["ports"][0]["port"] == 80
                 && spec["ports"][0]["targetPort"] == 8000
                 && spec["type"] == "ClusterIP"
-                && ip.starts_with("10.")
+                && ip.starts_with(CLUSTER_IP_PREFIX)
                 && spec["clusterIPs"] == serde_json::json!([ip]);
             if ok { Ok(()) } else { Err(format!("{s}")) }
         },
@@ -791,7 +795,7 @@ fn kubectl_steps(e: &mut E2e) {
                 && rows.first().is_some_and(|r| {
                     r.len() == 6
                         && r[1] == "ClusterIP"
-                        && r[2].starts_with("10.")
+                        && r[2].starts_with(CLUSTER_IP_PREFIX)
                         && r[3] == "<none>"
                         && r[4] == "80/TCP"
                 });
@@ -953,7 +957,7 @@ fn kubectl_steps(e: &mut E2e) {
                 && s["spec"]["selector"] == serde_json::json!({"app": "my-cs"})
                 && s["spec"]["clusterIP"]
                     .as_str()
-                    .is_some_and(|ip| ip.starts_with("10."));
+                    .is_some_and(|ip| ip.starts_with(CLUSTER_IP_PREFIX));
             if ok { Ok(()) } else { Err(format!("{s}")) }
         },
     );
