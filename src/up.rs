@@ -90,6 +90,31 @@ const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// listen on without root.
 const LOOPBACK_SERVICE_RANGE: &str = "127.96.0.0/16";
 
+/// The cluster DNS Service's ClusterIP with `--runtime cri` (kubeadm's choice: the tenth
+/// address of the Service range), which kubelets put in pods' resolv.conf.
+const CLUSTER_DNS_IP: &str = "10.96.0.10";
+
+/// With `--runtime cri`: kube-dns-lite's config, serving on the host's outward address (pods
+/// reach it through the kube-dns ClusterIP; never 0.0.0.0, where a host resolver such as
+/// systemd-resolved may already listen). `None` (with a warning) without such an address.
+fn cluster_dns(server: &str) -> Option<kube_dns_lite::Config> {
+    let Some(address) = kube_dns_lite::host_address() else {
+        tracing::warn!("no outward address on this host (no default route): no cluster DNS");
+        return None;
+    };
+    Some(kube_dns_lite::Config {
+        server: server.to_string(),
+        listen: std::net::SocketAddr::new(address.into(), 53),
+        cluster_domain: kube_dns_lite::DEFAULT_CLUSTER_DOMAIN.into(),
+        upstream: None,
+        publish: Some(kube_dns_lite::publish::Publish {
+            cluster_ip: CLUSTER_DNS_IP.into(),
+            address,
+            identity: "kube-lite".into(),
+        }),
+    })
+}
+
 /// A CRI node's runtime: its endpoint and where it reads CNI configs.
 struct NodeRuntime {
     endpoint: String,
@@ -238,6 +263,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             control_token.clone(),
         ),
     ));
+    let dns = if cri { cluster_dns(&server) } else { None };
+    if let Some(config) = dns.clone() {
+        // Not fatal: a cluster without DNS still runs pods (the log says why).
+        let token = control_token.clone();
+        control.push(spawn("kube-dns-lite", store_token.clone(), async move {
+            if let Err(e) = kube_dns_lite::run(config, token).await {
+                tracing::warn!(error = %format!("{e:#}"), "kube-dns-lite: no cluster DNS");
+            }
+            Ok(())
+        }));
+    }
     control.push(spawn(
         "scheduler",
         store_token.clone(),
@@ -277,6 +313,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             config.cni_conf_dir = Some(rt.cni_conf_dir.clone());
             // Assigned by the controller-manager from CLUSTER_CIDR.
             config.pod_cidr = String::new();
+            if dns.is_some() {
+                config.cluster_dns = vec![CLUSTER_DNS_IP.into()];
+            }
             config.shim_program = None;
         }
         nodes.push(spawn(
@@ -339,11 +378,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // The nodes have stopped their pods; now their runtimes go.
+    // The nodes have stopped their pods; now their runtimes go, and their bridges (the next
+    // `up` may give the nodes other ranges).
+    let private = !containerds.is_empty();
     for c in containerds {
         if let Err(e) = c.stop().await {
             tracing::warn!(error = %e, "cannot stop containerd");
             failed = true;
+        }
+    }
+    if private {
+        for i in 1..=args.nodes {
+            let bridge = cri::cni::bridge_name(&format!("worker-{i}"));
+            if let Err(e) = cri::cni::delete_link(&bridge) {
+                tracing::warn!(%bridge, error = %e, "cannot remove the node's bridge");
+            }
         }
     }
     println!("kube-lite stopped.");

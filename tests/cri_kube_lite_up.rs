@@ -26,6 +26,26 @@ fn pod_ip(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
+/// The host's addresses, routes and nftables tables, for a failure message.
+fn host_network() -> String {
+    let mut out = String::new();
+    for args in [
+        &["ip", "-br", "addr"][..],
+        &["ip", "route"][..],
+        &["nft", "list", "tables"][..],
+    ] {
+        let o = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output();
+        out.push_str(&format!("$ {}\n", args.join(" ")));
+        if let Ok(o) = o {
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+            out.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    out
+}
+
 /// The containerd processes started for a data dir (`containerd --config <data>/containerd/…`).
 fn containerds_of(data: &std::path::Path) -> usize {
     let want = data.join("containerd").display().to_string();
@@ -91,6 +111,19 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
     })
     .await;
     assert_eq!(containerds_of(&data), 2, "one containerd per node");
+    // Each node a range of its own (one subnet on two bridges would split the host's routes).
+    let cidrs: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .into_iter()
+        .map(|n| n.spec.pod_cidr)
+        .collect();
+    assert!(
+        cidrs.len() == 2 && cidrs[0] != cidrs[1] && cidrs.iter().all(|c| c.starts_with("10.244.")),
+        "{cidrs:?}"
+    );
     // Each node's range comes from node IPAM, and describe says what kind of network it is.
     let (code, out, err) = run_cli(
         "kubectl-lite",
@@ -143,10 +176,23 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
         let ip = pod_ip(p);
         assert!(ip.starts_with("10.244."), "{ip}");
         let url = format!("http://{ip}/");
-        let body = wait_for(&format!("{url} to answer"), DEFAULT_TIMEOUT, || {
-            testkit::http_get(&url)
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + DEFAULT_TIMEOUT;
+        let body = loop {
+            if let Some(b) = testkit::http_get(&url).await {
+                break b;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let now = api.get(&p.metadata.name).await.ok();
+                panic!(
+                    "{url} ({}) did not answer; the pod now: {:?}\n{}\n{}",
+                    p.metadata.name,
+                    now.as_ref().and_then(|p| p.status.as_ref()),
+                    host_network(),
+                    cluster.log_tail(150)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(body.trim(), format!("Hello from {}", p.metadata.name));
     }
 
@@ -256,6 +302,49 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Hello from "), "{out}");
+
+    // Cluster DNS: the pod's resolv.conf names the kube-dns ClusterIP (kube-dns-lite behind
+    // it), the Service's name resolves to its ClusterIP — the short name through the search
+    // path too — and the pod reaches the Service by name. (The image's busybox is linked
+    // statically with glibc, whose getaddrinfo cannot work without its shared libraries, so
+    // the name goes through busybox's own resolver, `nslookup`.)
+    let in_pod = |script: String| {
+        run_cli(
+            "kubectl-lite",
+            &[
+                "--kubeconfig",
+                &kc,
+                "exec",
+                &from.metadata.name,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            &[],
+            None,
+        )
+    };
+    let (_, out, err) = in_pod("cat /etc/resolv.conf".into());
+    assert!(
+        out.contains("nameserver 10.96.0.10") && out.contains("search default.svc.cluster.local"),
+        "{out}{err}"
+    );
+    let fqdn = "nginx-deployment.default.svc.cluster.local";
+    let (code, out, err) = in_pod(format!("nslookup {fqdn}"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("Address: {vip}")), "{out}{err}");
+    let (_, out, err) = in_pod("nslookup nginx-deployment".into());
+    assert!(
+        out.contains(&format!("Name:\t{fqdn}")) && out.contains(&format!("Address: {vip}")),
+        "{out}{err}"
+    );
+    let (code, out, err) = in_pod(format!(
+        "ip=$(nslookup {fqdn} | sed -n 's/^Address: //p' | tail -1); \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 \"$ip\" 80"
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Hello from "), "{out}{err}");
     let host_ip = std::process::Command::new("ip")
         .args(["-4", "-o", "route", "get", "1.1.1.1"])
         .output()

@@ -88,3 +88,61 @@ async fn nodes_get_a_range_each_from_the_cluster_cidr() {
         .expect("delete");
     assert_eq!(assigned(&nodes, "d").await, freed);
 }
+
+/// Kubelets write their Nodes all the time (heartbeats); node IPAM's own writes then meet
+/// conflicts and a cache that is behind. No range may be given to two nodes anyway (two
+/// bridges with one subnet on a host, or two nodes routing one range).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_nodes_never_share_a_range() {
+    let cp = ControlPlane::start().await;
+    let client = cp.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let _cm = cp.start_component(
+        "controller-manager",
+        "controller-manager",
+        &[
+            "--leader-elect=false".into(),
+            "--allocate-node-cidrs".into(),
+            "--cluster-cidr".into(),
+            "10.201.0.0/16".into(),
+        ],
+    );
+    // Nodes join one after another, each written every few milliseconds from the start
+    // (heartbeats) while ranges are handed out.
+    let names: Vec<String> = (0..12).map(|i| format!("busy-{i}")).collect();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut beats = Vec::new();
+    for n in names.clone() {
+        nodes.create(&node(&n, "")).await.expect("create");
+        let nodes = nodes.clone();
+        let stop = stop.clone();
+        beats.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                i += 1;
+                let patch =
+                    serde_json::json!({"metadata": {"annotations": {"beat": i.to_string()}}});
+                let _ = nodes.patch(&n, &client::Patch::Merge(&patch)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    let mut got = Vec::new();
+    for n in &names {
+        got.push(cidr_of(&nodes, n).await);
+    }
+    stop.cancel();
+    for b in beats {
+        let _ = b.await;
+    }
+    let mut now = Vec::new();
+    for n in &names {
+        now.push(nodes.get(n).await.expect("node").spec.pod_cidr);
+    }
+    assert_eq!(got, now, "ranges moved");
+    let mut distinct = now.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "a range given twice: {now:?}");
+}

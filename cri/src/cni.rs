@@ -162,6 +162,45 @@ pub fn free_subnet(start: u8) -> Option<String> {
         .map(|(ip, len)| format!("{ip}/{len}"))
 }
 
+/// A link's IPv4 addresses (`ip -j -4 addr show dev NAME`); none for a missing link.
+pub fn link_addresses(name: &str) -> Vec<(Ipv4Addr, u8)> {
+    if !Path::new("/sys/class/net").join(name).exists() {
+        return Vec::new();
+    }
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-j", "-4", "addr", "show", "dev", name])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get("addr_info")?.as_array())
+        .flatten()
+        .filter_map(|a| {
+            let ip = a.get("local")?.as_str()?.parse().ok()?;
+            let len = u8::try_from(a.get("prefixlen")?.as_u64()?).ok()?;
+            Some((ip, len))
+        })
+        .collect()
+}
+
+/// A bridge left from an earlier run with an address outside `cidr` (the node's range changed:
+/// another cluster, another order of node IPAM) would make the bridge plugin fail every pod,
+/// or leave two bridges routing one subnet: delete it (the plugin makes it again). `Ok(true)`
+/// when it was deleted.
+pub fn remove_stale_bridge(name: &str, cidr: &str) -> Result<bool, String> {
+    let net = parse_cidr(cidr)?;
+    let addrs = link_addresses(name);
+    if addrs.is_empty() || addrs.iter().any(|a| overlaps(*a, net)) {
+        return Ok(false);
+    }
+    delete_link(name)?;
+    Ok(true)
+}
+
 /// Deletes a Linux bridge (or any link) with `ip link delete`; a missing one is not an error.
 pub fn delete_link(name: &str) -> Result<(), String> {
     if !Path::new("/sys/class/net").join(name).exists() {

@@ -2,7 +2,8 @@
 //! without a pod CIDR gets the next free `/--node-cidr-mask-size` subnet of `--cluster-cidr`
 //! in its `spec.podCIDR`, where its kubelet picks it up for the pod network. A range is never
 //! given twice: the allocator starts from every Node's CIDR once the cache is in, marks each
-//! assignment before writing it, and frees a Node's range when the Node is deleted.
+//! assignment before writing it (keeping it for that node if the write fails: the cache may be
+//! behind and the range already written), and frees a Node's range when the Node is deleted.
 
 mod allocator;
 
@@ -125,14 +126,15 @@ impl NodeIpamController {
                 );
                 Ok(Action::AwaitChange)
             }
-            Err(e) => {
-                // Not written: the range is free again (a conflict retries with the newer Node).
+            Err(e) if e.is_not_found() => {
                 self.alloc().release(&name);
-                if e.is_not_found() {
-                    return Ok(Action::AwaitChange);
-                }
-                Err(e.into())
+                Ok(Action::AwaitChange)
             }
+            // The range stays this node's: the retry (after a conflict, with the newer Node)
+            // writes the same one. Freeing it here would be wrong when the cache was only
+            // behind — an earlier sync may already have written it — and would let the next
+            // node be given the same range (two bridges with one subnet on a host).
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -161,6 +161,14 @@ impl CriRuntime {
         let Some(dir) = &cfg.cni_conf_dir else {
             return Ok(());
         };
+        let bridge = cri::cni::bridge_name(&cfg.node.node_name);
+        match cri::cni::remove_stale_bridge(&bridge, cidr) {
+            Ok(true) => {
+                tracing::warn!(%bridge, %cidr, "removed a bridge left with another node range")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%bridge, error = %e, "cannot remove a stale bridge"),
+        }
         let ipam = cfg.dirs.root().join("cni-ipam");
         let path = cni::install(dir, &cfg.node.node_name, cidr, &ipam)
             .map_err(|e| format!("cannot install the node's CNI config: {e}"))?;
