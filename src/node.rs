@@ -39,6 +39,12 @@ pub struct NodeArgs {
     /// The cluster's pod range: kube-proxy-lite masquerades Service traffic from outside it.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// The cluster DNS servers pods get in their resolv.conf (the kube-dns Service's ClusterIP,
+    /// e.g. 10.96.0.10, where a kube-dns-lite publishes itself); none: the host's resolvers.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 /// Start containerd for a node in `dir` and import the built-in images (pause, web).
@@ -71,6 +77,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     config.cni_conf_dir = Some(containerd.cni_conf_dir());
     config.pod_cidr = args.pod_cidr.clone().unwrap_or_default();
     config.node_ip = args.node_ip.clone();
+    config.cluster_dns = args.cluster_dns.clone();
+    config.cluster_domain = args.cluster_domain.clone();
     for item in args.node_labels.iter().filter(|s| !s.trim().is_empty()) {
         let (k, v) = item
             .split_once('=')

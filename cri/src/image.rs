@@ -653,18 +653,31 @@ const WEB_START: &str = r#"#!/bin/sh
 # kube-lite/web: give /www an index.html naming the pod, unless it has one, then run "$@"
 # (busybox httpd in the foreground, logging each request's URL and status on stderr).
 if [ ! -e /www/index.html ]; then
-  if ! { printf 'Hello from %s\n' "$(hostname)" > /www/index.html; } 2>/dev/null; then
+  v=""
+  [ -n "$WEB_VERSION" ] && [ "$WEB_VERSION" != 1 ] && v=" (v$WEB_VERSION)"
+  if ! { printf 'Hello from %s%s\n' "$(hostname)" "$v" > /www/index.html; } 2>/dev/null; then
     echo "web: /www has no index.html and is read-only; serving it as it is" >&2
   fi
 fi
+# A server that takes its time to start (rollout demos): $WEB_START_DELAY seconds.
+[ -n "$WEB_START_DELAY" ] && sleep "$WEB_START_DELAY"
 exec "$@"
 "#;
+
+/// The same web server, version 2: it says so (`Hello from <pod> (v2)`), for rollouts.
+pub const WEB_IMAGE_V2: &str = "kube-lite/web:2";
 
 /// The example web server: busybox httpd on port 80 serving /www, in the foreground, with one
 /// log line per request URL and one per response status on stderr (`-vv`).
 pub fn web_image() -> ImageSpec {
+    web_image_version(1)
+}
+
+/// [`web_image`] as `kube-lite/web:<version>`, answering with `(v<version>)` after version 1.
+pub fn web_image_version(version: u32) -> ImageSpec {
     ImageSpec {
-        name: WEB_IMAGE.into(),
+        name: format!("kube-lite/web:{version}"),
+        env: vec![format!("WEB_VERSION={version}")],
         entrypoint: vec!["/bin/web-start".into()],
         cmd: ["httpd", "-f", "-vv", "-p", "80", "-h", "/www"]
             .map(String::from)
@@ -685,9 +698,9 @@ pub fn web_image() -> ImageSpec {
     }
 }
 
-/// The images every node needs: [`pause_image`] and [`web_image`].
+/// The images every node needs: [`pause_image`], and [`web_image`] in versions 1 and 2.
 pub fn builtin_images() -> Vec<ImageSpec> {
-    vec![pause_image(), web_image()]
+    vec![pause_image(), web_image(), web_image_version(2)]
 }
 
 /// Builds and imports the built-in images that the containerd at `socket` lacks (CRI

@@ -46,6 +46,7 @@ use crate::status::{self, ContainerView, Current, PodFactsForStatus};
 use crate::volumes;
 
 mod exits;
+mod hooks;
 mod images;
 mod probes;
 mod report;

@@ -39,7 +39,14 @@ impl Worker {
                     );
                 }
             }
-            self.stop_all(self.grace_period());
+            // preStop hooks first, inside the grace period; SIGTERM then gets what is left (at
+            // least 2 s when the hooks used it all, as the kubelet gives).
+            let hooked = self.run_pre_stop_hooks(deadline).await;
+            let now = Instant::now();
+            if hooked && now + Duration::from_secs(2) > deadline {
+                deadline = now + Duration::from_secs(2);
+            }
+            self.stop_all(deadline.saturating_duration_since(now));
             let mut killed_at: Option<Instant> = None;
             loop {
                 self.reap_exits();
