@@ -694,7 +694,6 @@ pub fn web_image_version(version: u32) -> ImageSpec {
             mode: 0o755,
         }],
         dirs: vec!["/www".into()],
-        ..Default::default()
     }
 }
 
