@@ -16,6 +16,7 @@
 //! - [`merge_keys`]: strategic-merge list strategies and merge keys, for patch makers and appliers.
 //! - [`net`]: IPv4 networks (`10.244.0.0/16`): pod CIDRs, node IPAM, service ranges.
 //! - [`remotecommand`]: `kubectl exec`'s channel protocols over WebSocket (frames, statuses).
+//! - [`spdy`]: SPDY/3.1 framing with its zlib header blocks (`kubectl port-forward`).
 
 pub mod annotations;
 pub mod apps;
@@ -31,6 +32,7 @@ pub mod quantity;
 pub mod remotecommand;
 pub mod resource;
 pub mod selector;
+pub mod spdy;
 pub mod table;
 pub mod validation;
 

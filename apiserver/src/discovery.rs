@@ -159,6 +159,11 @@ fn resource_discovery(r: &ResourceInfo) -> Value {
             ("", "v1", "PodExecOptions"),
             &["create", "get"],
         ));
+        subs.push(subresource(
+            "portforward",
+            ("", "v1", "PodPortForwardOptions"),
+            &["create", "get"],
+        ));
     }
     if r.kind == "Namespace" {
         subs.push(subresource(

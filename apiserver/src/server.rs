@@ -105,7 +105,7 @@ fn request_labels(method: &Method, uri: &Uri) -> RequestLabels {
     let watch = flag(&parse_query(uri.query()), "watch");
     // Kubernetes' `verb` label: the HTTP method, refined for reads, deletes and connections.
     let verb = match (method.as_str(), name.is_some()) {
-        _ if sub.as_deref() == Some("exec") => "CONNECT",
+        _ if matches!(sub.as_deref(), Some("exec" | "portforward")) => "CONNECT",
         ("GET", _) if watch => "WATCH",
         ("GET", false) => "LIST",
         ("DELETE", false) => "DELETECOLLECTION",

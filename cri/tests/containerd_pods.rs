@@ -303,7 +303,10 @@ async fn a_web_pod_serves_its_hostname_and_leaves_nothing_behind() {
         "ensure_builtin_images imported {imported:?} in {:?}",
         t.elapsed()
     );
-    assert_eq!(imported, vec!["kube-lite/pause:1", "kube-lite/web:1"]);
+    assert_eq!(
+        imported,
+        vec!["kube-lite/pause:1", "kube-lite/web:1", "kube-lite/web:2"]
+    );
     let t = Instant::now();
     assert!(
         cri::image::ensure_builtin_images(&socket)

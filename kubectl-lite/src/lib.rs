@@ -37,6 +37,7 @@ pub mod jsonpath;
 pub mod manifest;
 pub mod patch;
 pub mod pods;
+pub mod portforward;
 pub mod printer;
 pub mod remotecommand;
 pub mod tabwriter;

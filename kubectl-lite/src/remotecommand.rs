@@ -54,7 +54,7 @@ pub fn websocket_url(server: &str, path_and_query: &str) -> Result<String> {
 }
 
 /// What a refused handshake means: the server's `Status` when it sent one.
-fn handshake_error(e: WsError, host: &str) -> Error {
+pub(crate) fn handshake_error(e: WsError, host: &str) -> Error {
     match e {
         WsError::Http(resp) => {
             let body = resp.body().as_deref().unwrap_or_default();

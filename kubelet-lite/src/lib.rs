@@ -49,6 +49,7 @@ pub mod network;
 pub mod node;
 pub mod pod_manager;
 pub mod pod_worker;
+pub mod portforward;
 pub mod prober;
 pub mod registry;
 pub mod runtime;

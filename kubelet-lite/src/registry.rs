@@ -23,6 +23,8 @@ pub struct ContainerEntry {
 #[derive(Clone, Debug, Default)]
 pub struct PodEntry {
     pub uid: String,
+    /// The pod's IP once it has one (port-forward connects there).
+    pub ip: Option<std::net::IpAddr>,
     /// In spec order.
     pub containers: Vec<(String, ContainerEntry)>,
 }

@@ -61,6 +61,10 @@ pub fn router(state: ServerState) -> Router {
             "/exec/{namespace}/{pod}/{container}",
             get(container_exec).post(container_exec),
         )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .with_state(Arc::new(state))
 }
 
@@ -270,6 +274,96 @@ async fn container_exec(
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(protocol.name()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+/// `/portForward/{namespace}/{pod}`: a WebSocket carrying SPDY (kubectl's tunneled
+/// port-forward), each forwarded connection going to the pod's IP.
+async fn port_forward(
+    State(s): State<Arc<ServerState>>,
+    Path((ns, pod)): Path<(String, String)>,
+    mut req: axum::extract::Request,
+) -> Response {
+    let Some(entry) = s.registry.get(&ns, &pod) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} not found on node {}", s.node_name),
+        );
+    };
+    let Some(ip) = entry.ip else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("pod {ns}/{pod} has no IP yet"),
+        );
+    };
+    let headers = req.headers();
+    let websocket = header_has(headers, header::UPGRADE, "websocket")
+        && header_has(headers, header::CONNECTION, "upgrade");
+    if !websocket {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "port-forward needs a WebSocket carrying SPDY ({}); plain SPDY upgrades are not supported",
+                crate::portforward::TUNNEL_PROTOCOL
+            ),
+        );
+    }
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    if !offered
+        .iter()
+        .any(|p| p == crate::portforward::TUNNEL_PROTOCOL)
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported port-forward protocols {offered:?}: only {} is supported",
+                crate::portforward::TUNNEL_PROTOCOL
+            ),
+        );
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the WebSocket request has no Sec-WebSocket-Key".to_string(),
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shutdown = s.shutdown.clone();
+    let what = format!("{ns}/{pod}");
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(session = %what, error = %e, "port-forward upgrade failed");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(exec::websocket_config()),
+        )
+        .await;
+        crate::portforward::serve(ws, ip, what, shutdown).await;
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(crate::portforward::TUNNEL_PROTOCOL),
     );
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);

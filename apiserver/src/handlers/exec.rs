@@ -99,7 +99,7 @@ fn kubelet_refusal(code: StatusCode, text: &str) -> ApiError {
     }
 }
 
-pub async fn exec(state: &AppState, mut req: Request) -> ApiResult<Response> {
+pub async fn exec(state: &AppState, req: Request) -> ApiResult<Response> {
     let t = &req.target;
     let name = t.name.clone().unwrap_or_default();
     let ns = t.namespace.clone().unwrap_or_default();
@@ -117,9 +117,25 @@ pub async fn exec(state: &AppState, mut req: Request) -> ApiResult<Response> {
             "pod {name} does not have a host assigned"
         )));
     }
-    let forward = upgrade_headers(&req.headers);
-    let address = kubelet_address(state, &node_name, &name).await?;
     let path = kubelet_path(&ns, &name, &container, &command, &req.query);
+    let session = format!("exec {ns}/{name}/{container}");
+    upgrade_to_kubelet(state, req, &node_name, &name, &path, session).await
+}
+
+/// Pass an upgrade (`exec`, `portforward`) through to the kubelet of `node_name` at `path`:
+/// the client gets its `101` only once the kubelet switched protocols, then the two
+/// connections are spliced byte for byte.
+pub(super) async fn upgrade_to_kubelet(
+    state: &AppState,
+    mut req: Request,
+    node_name: &str,
+    pod: &str,
+    path: &str,
+    session: String,
+) -> ApiResult<Response> {
+    let node_name = node_name.to_string();
+    let forward = upgrade_headers(&req.headers);
+    let address = kubelet_address(state, &node_name, pod).await?;
 
     let dial = |e: String| ApiError::internal(format!("error dialing backend: {e}"));
     let tcp = tokio::time::timeout(KUBELET_TIMEOUT, tokio::net::TcpStream::connect(&address))
@@ -131,12 +147,12 @@ pub async fn exec(state: &AppState, mut req: Request) -> ApiResult<Response> {
         .map_err(|e| dial(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "kubelet exec connection ended");
+            tracing::debug!(error = %e, "kubelet connection ended");
         }
     });
     let mut backend_req = hyper::Request::builder()
         .method("GET")
-        .uri(&path)
+        .uri(path)
         .header(header::HOST, &address);
     for (k, v) in forward {
         backend_req = backend_req.header(k, v);
@@ -159,7 +175,7 @@ pub async fn exec(state: &AppState, mut req: Request) -> ApiResult<Response> {
     }
     let Some(client_upgrade) = req.upgrade.take() else {
         return Err(ApiError::bad_request(
-            "the connection cannot be upgraded (exec needs HTTP/1.1)",
+            "the connection cannot be upgraded (it needs HTTP/1.1)",
         ));
     };
 
@@ -181,24 +197,23 @@ pub async fn exec(state: &AppState, mut req: Request) -> ApiResult<Response> {
         .to_string();
     let backend_upgrade = hyper::upgrade::on(resp);
     let shutdown = state.shutdown.clone();
-    let session = format!("{ns}/{name}/{container}");
-    tracing::info!(%session, node = %node_name, %protocol, "exec: proxying to the kubelet");
+    tracing::info!(%session, node = %node_name, %protocol, "proxying an upgraded connection to the kubelet");
     tokio::spawn(async move {
         let (client, backend) = tokio::join!(client_upgrade, backend_upgrade);
         let (client, backend) = match (client, backend) {
             (Ok(c), Ok(b)) => (c, b),
             (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(%session, error = %e, "exec upgrade failed");
+                tracing::warn!(%session, error = %e, "upgrade failed");
                 return;
             }
         };
         let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
         tokio::select! {
             r = tokio::io::copy_bidirectional(&mut client, &mut backend) => match r {
-                Ok((up, down)) => tracing::debug!(%session, up, down, "exec session ended"),
-                Err(e) => tracing::debug!(%session, error = %e, "exec session broken"),
+                Ok((up, down)) => tracing::debug!(%session, up, down, "session ended"),
+                Err(e) => tracing::debug!(%session, error = %e, "session broken"),
             },
-            _ = shutdown.cancelled() => tracing::debug!(%session, "exec session ended by shutdown"),
+            _ = shutdown.cancelled() => tracing::debug!(%session, "session ended by shutdown"),
         }
     });
     Ok(out)

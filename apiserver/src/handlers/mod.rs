@@ -2,6 +2,7 @@
 
 pub mod delete;
 pub mod exec;
+pub mod portforward;
 pub mod read;
 pub mod subresource;
 pub mod watch;
@@ -113,6 +114,12 @@ async fn route(state: &AppState, req: Request) -> ApiResult<Response> {
     if t.info.kind == "Pod" && t.name.is_some() && t.sub.as_deref() == Some("exec") {
         return match req.method {
             Method::GET | Method::POST => exec::exec(state, req).await,
+            ref m => Err(ApiError::method_not_allowed(m.as_str())),
+        };
+    }
+    if t.info.kind == "Pod" && t.name.is_some() && t.sub.as_deref() == Some("portforward") {
+        return match req.method {
+            Method::GET | Method::POST => portforward::portforward(state, req).await,
             ref m => Err(ApiError::method_not_allowed(m.as_str())),
         };
     }

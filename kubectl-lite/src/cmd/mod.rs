@@ -16,6 +16,7 @@ pub mod get;
 pub mod label;
 pub mod logs;
 pub mod node;
+pub mod port_forward;
 pub mod replace;
 pub mod rollout;
 pub mod scale;
@@ -49,6 +50,8 @@ pub enum Command {
     Logs(logs::Logs),
     /// Execute a command in a container.
     Exec(exec::Exec),
+    /// Forward one or more local ports to a pod (or a Service's, Deployment's pod).
+    PortForward(port_forward::PortForward),
     /// Set a new size for a deployment or replica set.
     Scale(scale::Scale),
     /// Manage the rollout of a deployment: status, history, undo, restart, pause, resume.
@@ -114,6 +117,7 @@ impl Command {
             Command::Edit(c) => c.run(ctx).await,
             Command::Logs(c) => c.run(ctx).await,
             Command::Exec(c) => c.run(ctx).await,
+            Command::PortForward(c) => c.run(ctx).await,
             Command::Scale(c) => c.run(ctx).await,
             Command::Rollout(c) => c.run(ctx).await,
             Command::Set(c) => c.run(ctx).await,

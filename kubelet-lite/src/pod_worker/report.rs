@@ -76,6 +76,7 @@ impl Worker {
             &self.name,
             PodEntry {
                 uid: self.uid.clone(),
+                ip: self.ip,
                 containers,
             },
         );
