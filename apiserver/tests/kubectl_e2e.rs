@@ -908,6 +908,52 @@ fn kubectl_steps(e: &mut E2e) {
     );
     e.step(
         K,
+        "kubectl port-forward svc/nginx-np :80",
+        "a pod of the Service picked, its targetPort used; SPDY over a WebSocket (SPDY/3.1+portforward.k8s.io) through the API server to the kubelet; three HTTP requests through the local port answered by the pod",
+        |e| {
+            let pf = e.background("port-forward", &["port-forward", "svc/nginx-np", ":80"])?;
+            let out = pf.wait_for("Forwarding from 127.0.0.1:…", |s| {
+                s.contains("Forwarding from 127.0.0.1:")
+            })?;
+            let port: u16 = out
+                .split("Forwarding from 127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| out.clone())?;
+            has(&out, "-> 80")?;
+            for _ in 0..3 {
+                let body = http_get_text(port)?;
+                has(&body, "Directory listing")?;
+            }
+            pf.wait_for("Handling connection lines", |s| {
+                s.matches("Handling connection for").count() >= 3
+            })?;
+            Ok(())
+        },
+    );
+    e.step(
+        K,
+        "kubectl port-forward deployment/nginx-deployment :9 (nothing listens on 9)",
+        "the kubelet's error on the error stream: kubectl prints it and exits with \"lost connection to pod\"",
+        |e| {
+            let pf = e.background("port-forward-9", &["port-forward", "deployment/nginx-deployment", ":9"])?;
+            let out = pf.wait_for("Forwarding from 127.0.0.1:…", |s| {
+                s.contains("Forwarding from 127.0.0.1:")
+            })?;
+            let port: u16 = out
+                .split("Forwarding from 127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| out.clone())?;
+            let _ = http_get_text(port);
+            let out = pf.wait_for("the error", |s| s.contains("lost connection to pod"))?;
+            has(&out, "error forwarding port 9")
+        },
+    );
+    e.step(
+        K,
         "kubectl apply -f my-service.yaml (twice, then changed)",
         "the docs' Service: created, unchanged (the allocated ClusterIP is kept), configured (ports merged by port); no pods: no endpoints",
         |e| {
@@ -1741,4 +1787,22 @@ fn real_kubectl_and_python_client() {
         e.rows.len(),
         failed.join("\n")
     );
+}
+
+/// `GET /` on 127.0.0.1:`port` (HTTP/1.0, the connection closes after the answer); the text.
+fn http_get_text(port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") {
+        Ok(text)
+    } else {
+        Err(format!("not a 200: {text:?}"))
+    }
 }

@@ -216,8 +216,15 @@ async fn forward(
     let conn = match conn {
         Ok(c) => c,
         Err(e) => {
+            // Worded as the kubelet's (Go's dial error: "connect: connection refused").
+            let reason = e.to_string();
+            let reason = reason
+                .split(" (os error")
+                .next()
+                .unwrap_or("")
+                .to_lowercase();
             let msg = format!(
-                "error forwarding port {port} to pod {what}: failed to connect to {ip}:{port}: {e}"
+                "error forwarding port {port} to pod {what}: dial tcp {ip}:{port}: connect: {reason}"
             );
             tracing::info!(session = %what, %port, error = %e, "port-forward: cannot connect");
             let _ = out
