@@ -14,6 +14,7 @@ mod etcd;
 mod pod_start;
 mod procs;
 mod scheduler;
+mod service_proxy;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,6 +50,8 @@ enum Cmd {
     Scheduler(scheduler::SchedArgs),
     /// Pod start latency on a CRI node (containerd), against containerd+runc's own floor.
     PodStart(pod_start::PodStartArgs),
+    /// A Service's virtual IP against the pods' IPs, in nftables and user-space modes.
+    ServiceProxy(service_proxy::ServiceProxyArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Kvstore(a) => rt.block_on(kvstore(a)),
             Cmd::Scheduler(a) => rt.block_on(scheduler::run(a)),
             Cmd::PodStart(a) => rt.block_on(pod_start::run(a)),
+            Cmd::ServiceProxy(a) => rt.block_on(service_proxy::run(a)),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
