@@ -21,6 +21,13 @@ fn check<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A Service as the API server validates it: after its defaults (type, protocol, affinity).
+fn defaulted_service(svc: &api::core::Service) -> Vec<FieldError> {
+    let mut svc = svc.clone();
+    api::defaults::default_service(&mut svc);
+    api::validation::validate_service(&svc)
+}
+
 #[test]
 fn every_example_manifest_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -44,6 +51,7 @@ fn every_example_manifest_is_valid() {
                 "Deployment" => check(&doc, api::validation::validate_deployment),
                 "ReplicaSet" => check(&doc, api::validation::validate_replica_set),
                 "ConfigMap" => check(&doc, api::validation::validate_config_map),
+                "Service" => check(&doc, defaulted_service),
                 other => vec![format!("unexpected kind {other:?}")],
             };
             assert!(
