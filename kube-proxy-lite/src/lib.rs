@@ -94,7 +94,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let recorder = Recorder::new(client.clone(), "kube-proxy", &config.node_name);
     let mut userspace = userspace::Userspace::default();
-    let mut last_rules = String::new();
+    let mut last_rules: Option<nft::Ruleset> = None;
     let mut last_errors: Vec<String> = Vec::new();
     let mut without_endpoints: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -133,14 +133,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         without_endpoints = empty;
         match mode {
             Mode::Nftables => {
-                let rules = nft::ruleset(&ports, config.cluster_cidr.as_ref());
-                if rules != last_rules {
-                    match nft::apply(&rules).await {
+                let rules = nft::build(&ports, config.cluster_cidr.as_ref());
+                // The first time and after a failure the whole table; else what changed.
+                let script = match &last_rules {
+                    Some(old) => nft::diff(old, &rules),
+                    None => Some(nft::full(&rules)),
+                };
+                if let Some(script) = script {
+                    let whole = last_rules.is_none();
+                    match nft::apply(&script).await {
                         Ok(()) => {
-                            tracing::info!(service_ports = ports.len(), "nftables rules written");
-                            last_rules = rules;
+                            tracing::info!(
+                                service_ports = ports.len(),
+                                whole,
+                                "nftables rules written"
+                            );
+                            last_rules = Some(rules);
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot write the nftables rules"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot write the nftables rules");
+                            last_rules = None;
+                        }
                     }
                 }
             }
@@ -157,8 +170,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = changed.notified() => {}
-            // Now and then anyway: rules someone removed come back.
-            _ = tokio::time::sleep(Duration::from_secs(30)) => { last_rules.clear(); }
+            // Now and then the whole table anyway: rules someone removed come back.
+            _ = tokio::time::sleep(Duration::from_secs(60)) => { last_rules = None; }
         }
         // Changes come in bursts (a rollout): take them together.
         tokio::time::sleep(Duration::from_millis(5)).await;

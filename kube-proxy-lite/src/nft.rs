@@ -1,6 +1,7 @@
 //! The nftables back end, after kube-proxy's `nftables` mode: one table, `ip kube-lite`,
-//! rewritten whole in one `nft -f` transaction at every change (so a packet sees the old rules
-//! or the new ones, never a mix):
+//! written whole at start and now and then ([`full`]), and in between changed where it changed
+//! ([`diff`]: the chains and map elements of the Services that changed) — each time in one
+//! `nft -f` transaction, so a packet sees the old rules or the new ones, never a mix:
 //!
 //! - `service-ips` and `service-nodeports`: verdict maps from `ClusterIP . protocol . port`
 //!   (and `protocol . nodePort` on any local address) to the Service port's chain;
@@ -11,8 +12,9 @@
 //! - `no-endpoints`: Services without an endpoint reject new connections (connection refused,
 //!   not a hang), checked before NAT in filter chains.
 //!
-//! [`ruleset`] is pure (unit-tested); [`apply`] hands it to `nft`.
+//! [`build`], [`full`] and [`diff`] are pure (unit-tested); [`apply`] hands a script to `nft`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use api::net::Cidr;
@@ -35,103 +37,122 @@ fn chain(prefix: &str, sp: &ServicePort) -> String {
     format!("{prefix}_{}_{}_{}", sp.namespace, sp.name, port)
 }
 
-/// The whole table for `ports`, as an `nft -f` script that replaces what was there.
-pub fn ruleset(ports: &[ServicePort], cluster_cidr: Option<&Cidr>) -> String {
-    let mut s = String::new();
-    // Make sure the table exists, drop it, and write it anew: all one transaction.
-    let _ = writeln!(
-        s,
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
-    );
+/// The table's changing parts: the verdict maps' elements and the per-Service chains (the
+/// fixed chains — hooks, `services`, masquerading — are written by [`full`] only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Map name → key → verdict.
+    pub maps: BTreeMap<&'static str, BTreeMap<String, String>>,
+    /// Chain name → its rules, for the chains of Service ports, endpoints and node ports.
+    pub chains: BTreeMap<String, Vec<String>>,
+}
 
-    let mut ips = Vec::new();
-    let mut nodeports = Vec::new();
-    let mut rejects = Vec::new();
-    let mut reject_nodeports = Vec::new();
-    let mut chains = String::new();
+/// The maps and their key types, in the order they are declared.
+const MAPS: [(&str, &str); 4] = [
+    ("service-ips", "ipv4_addr . inet_proto . inet_service"),
+    ("service-nodeports", "inet_proto . inet_service"),
+    ("no-endpoints", "ipv4_addr . inet_proto . inet_service"),
+    ("no-endpoint-nodeports", "inet_proto . inet_service"),
+];
+
+/// What the table must hold for `ports`.
+pub fn build(ports: &[ServicePort], cluster_cidr: Option<&Cidr>) -> Ruleset {
+    let mut r = Ruleset::default();
+    for (m, _) in MAPS {
+        r.maps.insert(m, BTreeMap::new());
+    }
+    let put = |r: &mut Ruleset, map: &'static str, k: String, v: String| {
+        r.maps.entry(map).or_default().insert(k, v);
+    };
     for sp in ports {
         let proto = sp.protocol.nft();
         let targets = sp.targets();
         let key = format!("{} . {proto} . {}", sp.cluster_ip, sp.port);
         if targets.is_empty() {
-            rejects.push(format!("{key} : goto reject-chain"));
+            put(&mut r, "no-endpoints", key, "goto reject-chain".into());
             if let Some(np) = sp.node_port {
-                reject_nodeports.push(format!("{proto} . {np} : goto reject-chain"));
+                put(
+                    &mut r,
+                    "no-endpoint-nodeports",
+                    format!("{proto} . {np}"),
+                    "goto reject-chain".into(),
+                );
             }
             continue;
         }
         let svc = chain("svc", sp);
-        ips.push(format!("{key} : goto {svc}"));
-        let _ = writeln!(chains, "\t# {} ({}:{})", sp.id(), sp.cluster_ip, sp.port);
-        let _ = writeln!(chains, "\tchain {svc} {{");
+        put(&mut r, "service-ips", key, format!("goto {svc}"));
+        let mut rules = Vec::new();
         if let Some(c) = cluster_cidr {
-            let _ = writeln!(chains, "\t\tip saddr != {c} jump mark-for-masquerade");
+            rules.push(format!("ip saddr != {c} jump mark-for-masquerade"));
         }
-        let eps: Vec<String> = targets
-            .iter()
-            .enumerate()
-            .map(|(i, _)| format!("{}_{i}", chain("ep", sp)))
+        let eps: Vec<String> = (0..targets.len())
+            .map(|i| format!("{}_{i}", chain("ep", sp)))
             .collect();
         let vmap: Vec<String> = eps
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{i} : goto {c}"))
             .collect();
-        let _ = writeln!(
-            chains,
-            "\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
+        rules.push(format!(
+            "numgen random mod {} vmap {{ {} }}",
             targets.len(),
             vmap.join(", ")
-        );
+        ));
+        r.chains.insert(svc.clone(), rules);
         for (c, ep) in eps.iter().zip(&targets) {
-            let _ = writeln!(chains, "\tchain {c} {{");
-            let _ = writeln!(chains, "\t\tip saddr {} jump mark-for-masquerade", ep.ip);
-            let _ = writeln!(
-                chains,
-                "\t\tmeta l4proto {proto} dnat to {}:{}\n\t}}",
-                ep.ip, ep.port
+            r.chains.insert(
+                c.clone(),
+                vec![
+                    format!("ip saddr {} jump mark-for-masquerade", ep.ip),
+                    format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port),
+                ],
             );
         }
         if let Some(np) = sp.node_port {
             let ext = chain("nodeport", sp);
-            nodeports.push(format!("{proto} . {np} : goto {ext}"));
-            let _ = writeln!(
-                chains,
-                "\tchain {ext} {{\n\t\tjump mark-for-masquerade\n\t\tgoto {svc}\n\t}}"
+            put(
+                &mut r,
+                "service-nodeports",
+                format!("{proto} . {np}"),
+                format!("goto {ext}"),
+            );
+            r.chains.insert(
+                ext,
+                vec!["jump mark-for-masquerade".into(), format!("goto {svc}")],
             );
         }
     }
-    let map = |s: &mut String, name: &str, ty: &str, elems: &[String]| {
+    r
+}
+
+/// The whole table for `ports`, as an `nft -f` script that replaces what was there.
+pub fn ruleset(ports: &[ServicePort], cluster_cidr: Option<&Cidr>) -> String {
+    full(&build(ports, cluster_cidr))
+}
+
+/// `r` as an `nft -f` script that replaces the whole table (one transaction).
+pub fn full(r: &Ruleset) -> String {
+    let mut s = String::new();
+    // Make sure the table exists, drop it, and write it anew: all one transaction.
+    let _ = writeln!(
+        s,
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
+    );
+    for (name, ty) in MAPS {
         let _ = writeln!(s, "\tmap {name} {{\n\t\ttype {ty} : verdict");
+        let elems: Vec<String> = r
+            .maps
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k} : {v}"))
+            .collect();
         if !elems.is_empty() {
             let _ = writeln!(s, "\t\telements = {{ {} }}", elems.join(", "));
         }
         let _ = writeln!(s, "\t}}");
-    };
-    map(
-        &mut s,
-        "service-ips",
-        "ipv4_addr . inet_proto . inet_service",
-        &ips,
-    );
-    map(
-        &mut s,
-        "service-nodeports",
-        "inet_proto . inet_service",
-        &nodeports,
-    );
-    map(
-        &mut s,
-        "no-endpoints",
-        "ipv4_addr . inet_proto . inet_service",
-        &rejects,
-    );
-    map(
-        &mut s,
-        "no-endpoint-nodeports",
-        "inet_proto . inet_service",
-        &reject_nodeports,
-    );
+    }
     // Filter (before NAT): Services without endpoints refuse new connections.
     for (name, hook) in [
         ("filter-input", "input"),
@@ -169,9 +190,80 @@ pub fn ruleset(ports: &[ServicePort], cluster_cidr: Option<&Cidr>) -> String {
         s,
         "\tchain services {{\n\t\tip daddr . meta l4proto . th dport vmap @service-ips\n\t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n\t}}"
     );
-    s.push_str(&chains);
+    for (name, rules) in &r.chains {
+        let _ = writeln!(s, "\tchain {name} {{");
+        for rule in rules {
+            let _ = writeln!(s, "\t\t{rule}");
+        }
+        let _ = writeln!(s, "\t}}");
+    }
     s.push_str("}\n");
     s
+}
+
+/// An `nft -f` script that turns the table from `old` into `new` touching only what changed
+/// (as kube-proxy's partial syncs): new chains are made first, changed chains flushed and
+/// written again, map elements removed and added, then chains no longer used flushed and
+/// deleted — one transaction, so a packet sees the old rules or the new ones. `None` when
+/// nothing changed.
+pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<String> {
+    if old == new {
+        return None;
+    }
+    let t = TABLE;
+    let mut s = String::new();
+    for name in new.chains.keys().filter(|n| !old.chains.contains_key(*n)) {
+        let _ = writeln!(s, "add chain ip {t} {name}");
+    }
+    for (name, rules) in &new.chains {
+        match old.chains.get(name) {
+            Some(before) if before == rules => continue,
+            Some(_) => {
+                let _ = writeln!(s, "flush chain ip {t} {name}");
+            }
+            None => {}
+        }
+        for rule in rules {
+            let _ = writeln!(s, "add rule ip {t} {name} {rule}");
+        }
+    }
+    let empty = BTreeMap::new();
+    for (map, _) in MAPS {
+        let (before, after) = (
+            old.maps.get(map).unwrap_or(&empty),
+            new.maps.get(map).unwrap_or(&empty),
+        );
+        let gone: Vec<&String> = before
+            .iter()
+            .filter(|(k, v)| after.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        if !gone.is_empty() {
+            let keys: Vec<&str> = gone.iter().map(|k| k.as_str()).collect();
+            let _ = writeln!(s, "delete element ip {t} {map} {{ {} }}", keys.join(", "));
+        }
+        let added: Vec<String> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k} : {v}"))
+            .collect();
+        if !added.is_empty() {
+            let _ = writeln!(s, "add element ip {t} {map} {{ {} }}", added.join(", "));
+        }
+    }
+    let removed: Vec<&String> = old
+        .chains
+        .keys()
+        .filter(|n| !new.chains.contains_key(*n))
+        .collect();
+    // Flushed first: a removed chain may jump to another removed one.
+    for name in &removed {
+        let _ = writeln!(s, "flush chain ip {t} {name}");
+    }
+    for name in &removed {
+        let _ = writeln!(s, "delete chain ip {t} {name}");
+    }
+    Some(s)
 }
 
 /// Replace the table with `script` (one `nft -f -` transaction).
@@ -325,5 +417,113 @@ mod tests {
             return;
         }
         assert!(out.status.success(), "{err}");
+    }
+
+    /// `nft -c -f -` on `script`: `Ok(false)` where nft or the privilege to check is missing.
+    fn nft_check(script: &str) -> Result<bool, String> {
+        use std::io::Write;
+        let Ok(mut c) = std::process::Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        else {
+            return Ok(false);
+        };
+        if let Some(mut i) = c.stdin.take() {
+            i.write_all(script.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        let out = c.wait_with_output().map_err(|e| e.to_string())?;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if err.contains("Operation not permitted") {
+            return Ok(false);
+        }
+        if out.status.success() {
+            Ok(true)
+        } else {
+            Err(err)
+        }
+    }
+
+    #[test]
+    fn a_change_touches_only_what_changed() {
+        let cidr = Cidr::parse("10.244.0.0/16").unwrap();
+        let before = build(
+            &[
+                sp(
+                    "blog",
+                    "10.96.0.10",
+                    &[("10.244.1.5", true, true), ("10.244.2.7", true, true)],
+                    Some(30080),
+                ),
+                sp("empty", "10.96.0.11", &[], Some(30081)),
+                sp("gone", "10.96.0.12", &[("10.244.1.8", true, true)], None),
+                sp("same", "10.96.0.13", &[("10.244.1.9", true, true)], None),
+            ],
+            Some(&cidr),
+        );
+        let after = build(
+            &[
+                // One more endpoint.
+                sp(
+                    "blog",
+                    "10.96.0.10",
+                    &[
+                        ("10.244.1.5", true, true),
+                        ("10.244.2.7", true, true),
+                        ("10.244.3.3", true, true),
+                    ],
+                    Some(30080),
+                ),
+                // Its first endpoint: from rejecting to a chain.
+                sp(
+                    "empty",
+                    "10.96.0.11",
+                    &[("10.244.1.4", true, true)],
+                    Some(30081),
+                ),
+                sp("same", "10.96.0.13", &[("10.244.1.9", true, true)], None),
+            ],
+            Some(&cidr),
+        );
+        assert_eq!(diff(&before, &before), None);
+        let d = diff(&before, &after).expect("a change");
+        assert!(!d.contains("delete table"), "{d}");
+        assert!(
+            d.contains("add chain ip kube-lite ep_default_blog_http_2\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("flush chain ip kube-lite svc_default_blog_http\n"),
+            "{d}"
+        );
+        assert!(d.contains("add rule ip kube-lite ep_default_blog_http_2 meta l4proto tcp dnat to 10.244.3.3:8000"), "{d}");
+        assert!(
+            d.contains("delete element ip kube-lite no-endpoints { 10.96.0.11 . tcp . 80 }"),
+            "{d}"
+        );
+        assert!(d.contains("add element ip kube-lite service-ips { 10.96.0.11 . tcp . 80 : goto svc_default_empty_http }"), "{d}");
+        assert!(
+            d.contains("delete element ip kube-lite service-ips { 10.96.0.12 . tcp . 80 }"),
+            "{d}"
+        );
+        assert!(
+            d.contains("delete chain ip kube-lite svc_default_gone_http\n"),
+            "{d}"
+        );
+        // Untouched: the Service that did not change, and blog's existing endpoints.
+        assert!(!d.contains("svc_default_same_http"), "{d}");
+        assert!(
+            !d.contains("chain ip kube-lite ep_default_blog_http_0")
+                && !d.contains("rule ip kube-lite ep_default_blog_http_0"),
+            "{d}"
+        );
+        // The kernel takes the whole table and then the change in one transaction.
+        match nft_check(&format!("{}{d}", full(&before))) {
+            Ok(true) => {}
+            Ok(false) => eprintln!("skipping the nft check: no nft or no CAP_NET_ADMIN"),
+            Err(e) => panic!("nft refused the change: {e}\n{d}"),
+        }
     }
 }
