@@ -7,6 +7,7 @@
 //! - [`apps`]: ReplicaSet, Deployment — `apps/v1`.
 //! - [`coordination`]: Lease — `coordination.k8s.io/v1`.
 //! - [`discovery`]: EndpointSlice — `discovery.k8s.io/v1`.
+//! - [`duration`]: Go durations (`1m30s`) read and written as Kubernetes does.
 //! - [`resource`]: the [`Resource`] trait and the table of every kind the cluster serves.
 //! - [`quantity`]: `"500m"`, `"128Mi"` → numbers.
 //! - [`selector`]: label selectors (`matchLabels`/`matchExpressions`, `a=b,c in (x,y)`) and field selectors.
@@ -25,6 +26,7 @@ pub mod coordination;
 pub mod core;
 pub mod defaults;
 pub mod discovery;
+pub mod duration;
 pub mod merge_keys;
 pub mod meta;
 pub mod net;

@@ -16,10 +16,10 @@ struct Args {
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// How often to compact the kvstore's history (`5m`, `30s`, `0` to never compact).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = api::duration::parse)]
     etcd_compaction_interval: Duration,
     /// How long events are kept after their last update (`1h`, `10s`).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = api::duration::parse)]
     event_ttl: Duration,
     /// The IPv4 CIDR Services' ClusterIPs are allocated from.
     #[arg(long, default_value = apiserver::DEFAULT_SERVICE_CLUSTER_IP_RANGE)]
@@ -27,43 +27,6 @@ struct Args {
     /// The ports NodePort Services' node ports are allocated from (`30000-32767`).
     #[arg(long, default_value = apiserver::DEFAULT_SERVICE_NODE_PORT_RANGE)]
     service_node_port_range: String,
-}
-
-/// Go-style durations as Kubernetes' flags take them: `300ms`, `10s`, `5m`, `1h30m`, `0`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        }
-        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        let secs = match unit.as_str() {
-            "ms" => n / 1000.0,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
-        };
-        total += Duration::from_secs_f64(secs);
-        num.clear();
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(format!("invalid duration {s:?}: missing unit"));
-    }
-    Ok(total)
 }
 
 #[tokio::main]
@@ -90,20 +53,5 @@ async fn main() {
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = apiserver::run_with(config, options, shutdown).await {
         client::process::fail(&format!("{e:#}"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
     }
 }

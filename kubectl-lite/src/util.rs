@@ -7,39 +7,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 
-/// `30s`, `5m`, `1h`, `1m30s`, or plain seconds.
+/// A duration flag: Go's syntax (`30s`, `5m`, `1m30s`; [`api::duration::parse`]), or plain
+/// seconds (`90`) as a convenience kubectl does not offer.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h");
     if let Ok(n) = s.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            0.001
-        } else {
-            match c {
-                'h' => 3600.0,
-                'm' => 60.0,
-                's' => 1.0,
-                _ => return Err(bad()),
-            }
-        };
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        total += n * unit;
-        num.clear();
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    api::duration::parse(s)
 }
 
 /// The deadline of a `--timeout` (0: a week, kubectl's "forever").
@@ -50,23 +24,6 @@ pub fn deadline(timeout: Duration) -> Instant {
         timeout
     };
     Instant::now() + t
-}
-
-/// A duration as Go prints it (`30s`, `1m0s`, `500ms`), for messages that quote a timeout.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m}m{sec}s")
-    } else if m > 0 {
-        format!("{m}m{sec}s")
-    } else {
-        format!("{sec}s")
-    }
 }
 
 /// An RFC 3339 timestamp field, parsed.
@@ -136,9 +93,6 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5").is_ok());
         assert!(parse_duration("5x").is_err());
-        assert_eq!(go_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(go_duration(Duration::from_millis(200)), "200ms");
     }
 
     #[test]

@@ -64,34 +64,6 @@ impl Backoff {
     }
 }
 
-/// A duration the way Go prints it (`10s`, `1m20s`, `5m0s`, `1.5s`, `300ms`), as Kubernetes'
-/// messages show it.
-pub fn go_duration(d: Duration) -> String {
-    let total_ms = d.as_millis();
-    if total_ms == 0 {
-        return "0s".into();
-    }
-    if total_ms < 1000 {
-        return format!("{total_ms}ms");
-    }
-    let secs = d.as_secs();
-    let ms = d.subsec_millis();
-    let frac = if ms == 0 {
-        String::new()
-    } else {
-        let s = format!(".{ms:03}");
-        s.trim_end_matches('0').to_string()
-    };
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}{frac}s")
-    } else if m > 0 {
-        format!("{m}m{s}{frac}s")
-    } else {
-        format!("{s}{frac}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,17 +107,5 @@ mod tests {
         }
         assert_eq!(b.exited(t, RESET_AFTER), Duration::ZERO);
         assert_eq!(b.exited(t, Duration::ZERO), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn go_durations() {
-        let s = Duration::from_secs;
-        assert_eq!(go_duration(s(10)), "10s");
-        assert_eq!(go_duration(s(80)), "1m20s");
-        assert_eq!(go_duration(s(300)), "5m0s");
-        assert_eq!(go_duration(s(3700)), "1h1m40s");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_millis(300)), "300ms");
-        assert_eq!(go_duration(Duration::ZERO), "0s");
     }
 }

@@ -392,7 +392,7 @@ impl Drain {
                     if tokio::time::Instant::now() + Duration::from_secs(5) > deadline {
                         return Err(Error::msg(format!(
                             "error when evicting pods/{name:?} -n {ns:?}: global timeout reached: {}",
-                            crate::util::go_duration(self.timeout)
+                            api::duration::format(self.timeout)
                         )));
                     }
                     tokio::time::sleep(Duration::from_secs(5)).await;

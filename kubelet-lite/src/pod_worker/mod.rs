@@ -33,7 +33,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::{Backoff, go_duration};
+use api::duration::format as go_duration;
+
+use crate::backoff::Backoff;
 use crate::cgroups;
 use crate::context::Context;
 use crate::env::{self, ConfigMaps, PodFacts};
