@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::meta::{IntOrString, MicroTime, ObjectMeta, Time, is_false, is_zero_i32};
 use crate::quantity::Quantity;
 
+mod qos;
 pub mod service;
 
 pub use service::{

@@ -379,37 +379,12 @@ fn bump_generation(info: &ResourceInfo, new: &mut Value, old: &Value) {
     new["metadata"]["generation"] = json!(if changed { old_gen + 1 } else { old_gen });
 }
 
-/// Kubernetes' QoS class: Guaranteed when every container has equal cpu and memory requests
-/// and limits, BestEffort when none has any, Burstable otherwise.
+/// The pod's QoS class ([`api::core::PodSpec::qos_class`]; requests are defaulted from limits
+/// by then).
 fn qos_class(pod: &Value) -> &'static str {
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|l| l.get(r));
-            let q = req.and_then(|q| q.get(r));
-            if l.is_none() || l != q {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+    serde_json::from_value::<api::core::PodSpec>(pod["spec"].clone())
+        .map(|s| s.qos_class())
+        .unwrap_or("BestEffort")
 }
 
 #[cfg(test)]

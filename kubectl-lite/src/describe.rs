@@ -519,36 +519,16 @@ fn tolerations(w: &mut Writer, indent: &str, list: &[Value]) {
     }
 }
 
-/// kubectl's QoS class: BestEffort without requests or limits, Guaranteed when every
-/// container's cpu and memory requests equal its limits, else Burstable.
+/// As kubectl: the class the server set (`status.qosClass`), else the one the spec makes
+/// ([`api::core::PodSpec::qos_class`]).
 pub fn qos_class(pod: &Value) -> &'static str {
-    let containers = arr(pod, "/spec/containers");
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let req = c["resources"]["requests"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let lim = c["resources"]["limits"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        if !req.is_empty() || !lim.is_empty() {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.get(r);
-            let q = req.get(r).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        _ => "Burstable",
+    match pod["status"]["qosClass"].as_str() {
+        Some("Guaranteed") => "Guaranteed",
+        Some("Burstable") => "Burstable",
+        Some("BestEffort") => "BestEffort",
+        _ => serde_json::from_value::<api::core::PodSpec>(pod["spec"].clone())
+            .map(|s| s.qos_class())
+            .unwrap_or("BestEffort"),
     }
 }
 
