@@ -1016,45 +1016,66 @@ pub struct Requests {
     pub memory: i64,
 }
 
+/// A pod's requests and limits, as Kubernetes totals them (`PodRequestsAndLimits`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodResources {
+    pub requests: Requests,
+    pub limits: Requests,
+}
+
 impl PodSpec {
+    /// What the scheduler counts: [`PodSpec::resources`]' requests.
     pub fn requests(&self) -> Requests {
-        let get = |c: &Container| {
-            let q = |name: &str| {
-                c.resources
-                    .requests
-                    .get(name)
-                    .and_then(|q| {
-                        if name == "cpu" {
-                            q.milli_value().ok()
-                        } else {
-                            q.value().ok()
-                        }
-                    })
-                    .unwrap_or(0)
-            };
-            Requests {
-                cpu_milli: q("cpu"),
-                memory: q("memory"),
-            }
+        self.resources().requests
+    }
+
+    /// Requests and limits: the sum over containers, or the largest init container's when
+    /// larger, plus the pod's overhead (added to a limit only where there is one).
+    pub fn resources(&self) -> PodResources {
+        let amount = |m: &BTreeMap<String, Quantity>, name: &str| {
+            m.get(name)
+                .and_then(|q| {
+                    if name == "cpu" {
+                        q.milli_value().ok()
+                    } else {
+                        q.value().ok()
+                    }
+                })
+                .unwrap_or(0)
         };
-        let mut sum = Requests::default();
+        let of = |m: &BTreeMap<String, Quantity>| Requests {
+            cpu_milli: amount(m, "cpu"),
+            memory: amount(m, "memory"),
+        };
+        let mut r = PodResources::default();
         for c in &self.containers {
-            let r = get(c);
-            sum.cpu_milli += r.cpu_milli;
-            sum.memory += r.memory;
+            for (sum, add) in [
+                (&mut r.requests, of(&c.resources.requests)),
+                (&mut r.limits, of(&c.resources.limits)),
+            ] {
+                sum.cpu_milli += add.cpu_milli;
+                sum.memory += add.memory;
+            }
         }
         for c in &self.init_containers {
-            let r = get(c);
-            sum.cpu_milli = sum.cpu_milli.max(r.cpu_milli);
-            sum.memory = sum.memory.max(r.memory);
+            for (sum, init) in [
+                (&mut r.requests, of(&c.resources.requests)),
+                (&mut r.limits, of(&c.resources.limits)),
+            ] {
+                sum.cpu_milli = sum.cpu_milli.max(init.cpu_milli);
+                sum.memory = sum.memory.max(init.memory);
+            }
         }
-        if let Some(q) = self.overhead.get("cpu").and_then(|q| q.milli_value().ok()) {
-            sum.cpu_milli += q;
+        let overhead = of(&self.overhead);
+        r.requests.cpu_milli += overhead.cpu_milli;
+        r.requests.memory += overhead.memory;
+        if r.limits.cpu_milli > 0 {
+            r.limits.cpu_milli += overhead.cpu_milli;
         }
-        if let Some(q) = self.overhead.get("memory").and_then(|q| q.value().ok()) {
-            sum.memory += q;
+        if r.limits.memory > 0 {
+            r.limits.memory += overhead.memory;
         }
-        sum
+        r
     }
 }
 

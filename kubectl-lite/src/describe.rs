@@ -883,38 +883,12 @@ pub fn replica_set(rs: &Value, pods: &[Value], evs: &[Value], now: DateTime<Utc>
     w.finish()
 }
 
-/// CPU (millicores) and memory (bytes) requests and limits of a pod: the sum over containers,
-/// or the largest init container when larger.
-pub fn pod_resources(pod: &Value) -> [i64; 4] {
-    let q = |c: &Value, kind: &str, r: &str| -> i64 {
-        let Some(s) = c["resources"][kind][r].as_str() else {
-            return 0;
-        };
-        let q = api::Quantity::new(s);
-        if r == "cpu" {
-            q.milli_value().unwrap_or(0)
-        } else {
-            q.value().unwrap_or(0)
-        }
-    };
-    let mut sum = [0i64; 4];
-    let keys = [
-        ("requests", "cpu"),
-        ("limits", "cpu"),
-        ("requests", "memory"),
-        ("limits", "memory"),
-    ];
-    for c in arr(pod, "/spec/containers") {
-        for (i, (k, r)) in keys.iter().enumerate() {
-            sum[i] += q(&c, k, r);
-        }
-    }
-    for c in arr(pod, "/spec/initContainers") {
-        for (i, (k, r)) in keys.iter().enumerate() {
-            sum[i] = sum[i].max(q(&c, k, r));
-        }
-    }
-    sum
+/// A pod's cpu (millicores) and memory (bytes) requests and limits, as Kubernetes totals
+/// them ([`api::core::PodSpec::resources`]).
+pub fn pod_resources(pod: &Value) -> api::core::PodResources {
+    serde_json::from_value::<api::core::PodSpec>(pod["spec"].clone())
+        .map(|s| s.resources())
+        .unwrap_or_default()
 }
 
 fn cpu_text(milli: i64) -> String {
@@ -1135,7 +1109,14 @@ pub fn node(
     );
     let mut total = [0i64; 4];
     for p in pods {
-        let r = pod_resources(p);
+        let t = pod_resources(p);
+        // Requests and limits of cpu, then of memory: the columns' order.
+        let r = [
+            t.requests.cpu_milli,
+            t.limits.cpu_milli,
+            t.requests.memory,
+            t.limits.memory,
+        ];
         for i in 0..4 {
             total[i] += r[i];
         }

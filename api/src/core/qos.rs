@@ -92,4 +92,23 @@ mod tests {
             {"name": "b"}]);
         assert_eq!(spec(mixed).qos_class(), "Burstable");
     }
+
+    #[test]
+    fn totals_as_kubernetes_counts_them() {
+        let mut s = spec(serde_json::json!([
+            {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                "limits": {"cpu": "200m"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "250m"}}}]));
+        s.init_containers = spec(serde_json::json!([
+            {"name": "init", "resources": {"requests": {"cpu": "1", "memory": "16Mi"}}}]))
+        .containers;
+        s.overhead
+            .insert("cpu".into(), crate::quantity::Quantity::new("10m"));
+        let r = s.resources();
+        // The init container's cpu is the larger; overhead on top of requests, and of the cpu
+        // limit (there is one) but not of the memory limit (there is none).
+        assert_eq!((r.requests.cpu_milli, r.requests.memory), (1010, 64 << 20));
+        assert_eq!((r.limits.cpu_milli, r.limits.memory), (210, 0));
+        assert_eq!(s.requests(), r.requests);
+    }
 }
