@@ -1032,17 +1032,7 @@ impl PodSpec {
     /// Requests and limits: the sum over containers, or the largest init container's when
     /// larger, plus the pod's overhead (added to a limit only where there is one).
     pub fn resources(&self) -> PodResources {
-        let amount = |m: &BTreeMap<String, Quantity>, name: &str| {
-            m.get(name)
-                .and_then(|q| {
-                    if name == "cpu" {
-                        q.milli_value().ok()
-                    } else {
-                        q.value().ok()
-                    }
-                })
-                .unwrap_or(0)
-        };
+        let amount = crate::quantity::amount;
         let of = |m: &BTreeMap<String, Quantity>| Requests {
             cpu_milli: amount(m, "cpu"),
             memory: amount(m, "memory"),
@@ -1082,18 +1072,7 @@ impl PodSpec {
 impl NodeStatus {
     /// Allocatable cpu (millicores), memory (bytes) and pod count.
     pub fn allocatable_resources(&self) -> (i64, i64, i64) {
-        let q = |name: &str, milli: bool| {
-            self.allocatable
-                .get(name)
-                .and_then(|q| {
-                    if milli {
-                        q.milli_value().ok()
-                    } else {
-                        q.value().ok()
-                    }
-                })
-                .unwrap_or(0)
-        };
-        (q("cpu", true), q("memory", false), q("pods", false))
+        let q = |name: &str| crate::quantity::amount(&self.allocatable, name);
+        (q("cpu"), q("memory"), q("pods"))
     }
 }

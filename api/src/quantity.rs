@@ -19,6 +19,21 @@ pub struct Quantity(pub String);
 )]
 pub struct ParseQuantityError(pub String);
 
+/// How much of resource `name` a resource list (requests, limits, capacity, allocatable) holds,
+/// in the unit Kubernetes counts it in: millicores for `cpu`, whole units (bytes, pods) for
+/// everything else; 0 when absent or unreadable.
+pub fn amount(list: &std::collections::BTreeMap<String, Quantity>, name: &str) -> i64 {
+    list.get(name)
+        .and_then(|q| {
+            if name == "cpu" {
+                q.milli_value().ok()
+            } else {
+                q.value().ok()
+            }
+        })
+        .unwrap_or(0)
+}
+
 impl Quantity {
     pub fn new(s: impl Into<String>) -> Self {
         Quantity(s.into())

@@ -246,22 +246,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     std::fs::create_dir_all(dirs.pods())?;
     let machine = machine::detect(&root);
     let capacity = capacity(&config, &machine)?;
-    let q = |k: &str, milli: bool| {
-        capacity
-            .get(k)
-            .and_then(|q| {
-                if milli {
-                    q.milli_value().ok()
-                } else {
-                    q.value().ok()
-                }
-            })
-            .unwrap_or(0)
-    };
+    let q = |k: &str| api::quantity::amount(&capacity, k);
     let allocatable = Allocatable {
-        cpu_milli: q("cpu", true),
-        memory: q("memory", false),
-        ephemeral_storage: q("ephemeral-storage", false),
+        cpu_milli: q("cpu"),
+        memory: q("memory"),
+        ephemeral_storage: q("ephemeral-storage"),
     };
     let port = config.listener.local_addr()?.port();
     let client = client::Client::new(
