@@ -12,6 +12,7 @@
 //! - [`quantity`]: `"500m"`, `"128Mi"` → numbers.
 //! - [`selector`]: label selectors (`matchLabels`/`matchExpressions`, `a=b,c in (x,y)`) and field selectors.
 //! - [`validation`]: name rules and per-kind validation returning field errors.
+//! - [`workload`]: Deployment rules the controller and the CLI share (the new ReplicaSet).
 //! - [`defaults`]: the defaults the API server fills in, as Kubernetes does.
 //! - [`codec`]: YAML/JSON documents in and out, strict decoding.
 //! - [`merge_keys`]: strategic-merge list strategies and merge keys, for patch makers and appliers.
@@ -37,6 +38,7 @@ pub mod selector;
 pub mod spdy;
 pub mod table;
 pub mod validation;
+pub mod workload;
 
 pub use apps::{Deployment, ReplicaSet};
 pub use coordination::Lease;

@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use api::annotations::POD_TEMPLATE_HASH;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::tabwriter::{self, DESCRIBE};
 use crate::util::{age, int_of, map_get, name_of, rfc1123z, str_of};
@@ -1333,44 +1332,32 @@ fn scalar(v: &Value) -> String {
 }
 
 /// The ReplicaSet of a Deployment that runs its current template (kubectl's
-/// `FindNewReplicaSet`: the oldest whose template equals the Deployment's, ignoring the
-/// `pod-template-hash` label), and the others.
+/// `FindNewReplicaSet`, [`api::workload::new_replica_set`]), and the others, oldest first.
 pub fn split_replica_sets(d: &Value, owned: &[Value]) -> (Vec<Value>, Option<Value>) {
     let mut sorted = owned.to_vec();
     sorted.sort_by_key(|rs| crate::util::time(&rs["metadata"]["creationTimestamp"]));
-    let wanted = without_hash(&d["spec"]["template"]);
-    let new_index = sorted
+    // Only what the rule reads: name, creation time, template.
+    let typed: Vec<api::apps::ReplicaSet> = sorted
         .iter()
-        .position(|rs| without_hash(&rs["spec"]["template"]) == wanted);
+        .map(|rs| {
+            let mut t = api::apps::ReplicaSet::default();
+            let meta = serde_json::json!({"name": rs["metadata"]["name"],
+                "creationTimestamp": rs["metadata"]["creationTimestamp"]});
+            t.metadata = serde_json::from_value(meta).unwrap_or_default();
+            t.spec.template =
+                serde_json::from_value(rs["spec"]["template"].clone()).unwrap_or_default();
+            t
+        })
+        .collect();
+    let mut deployment = api::apps::Deployment::default();
+    let new_index = serde_json::from_value(d["spec"]["template"].clone())
+        .ok()
+        .and_then(|t| {
+            deployment.spec.template = t;
+            api::workload::new_replica_set(&deployment, &typed)
+        });
     let new = new_index.map(|i| sorted.remove(i));
     (sorted, new)
-}
-
-/// A pod template without the `pod-template-hash` label, for comparisons.
-pub fn without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH);
-    }
-    normalize(&mut t);
-    t
-}
-
-/// Empty maps and lists are the same as absent ones.
-fn normalize(v: &mut Value) {
-    if let Value::Object(m) = v {
-        m.values_mut().for_each(normalize);
-        m.retain(|_, x| {
-            !(x.is_null()
-                || x.as_object().is_some_and(Map::is_empty)
-                || x.as_array().is_some_and(Vec::is_empty))
-        });
-    } else if let Value::Array(a) = v {
-        a.iter_mut().for_each(normalize);
-    }
 }
 
 /// Owned by `owner` as its controller.

@@ -10,7 +10,7 @@ pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
-pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+pub use api::annotations::POD_TEMPLATE_HASH;
 /// Annotations of the Deployment that are not copied to its ReplicaSets.
 const NOT_COPIED: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -47,15 +47,8 @@ pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32
     safe_encode(&fnv32a(&bytes).to_string())
 }
 
-/// Templates equal once the pod-template-hash label is ignored.
-pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    let strip = |t: &PodTemplateSpec| {
-        let mut t = t.clone();
-        t.metadata.labels.remove(POD_TEMPLATE_HASH);
-        t
-    };
-    strip(a) == strip(b)
-}
+/// Templates equal once the pod-template-hash label is ignored ([`api::workload`]).
+pub use api::workload::templates_equal as equal_ignore_hash;
 
 pub fn replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.replicas.unwrap_or(1)
@@ -120,13 +113,10 @@ pub fn is_recreate(d: &Deployment) -> bool {
         .is_some_and(|s| s.type_ == "Recreate")
 }
 
-/// The ReplicaSet whose template is the Deployment's (the oldest one, if several).
+/// The ReplicaSet whose template is the Deployment's (the oldest one, if several;
+/// [`api::workload::new_replica_set`]).
 pub fn find_new_replica_set(d: &Deployment, rss: &[Arc<ReplicaSet>]) -> Option<Arc<ReplicaSet>> {
-    let mut sorted = rss.to_vec();
-    sort_by_creation(&mut sorted);
-    sorted
-        .into_iter()
-        .find(|rs| equal_ignore_hash(&rs.spec.template, &d.spec.template))
+    api::workload::new_replica_set(d, rss).map(|i| rss[i].clone())
 }
 
 /// Oldest first (name breaks ties).

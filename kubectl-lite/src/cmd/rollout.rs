@@ -394,8 +394,11 @@ impl History {
 /// kubectl's rollback: the JSON patch that restores `rs`'s template into `d`, or None when
 /// the template already matches (a skipped rollback).
 pub fn rollback_patch(d: &Value, rs: &Value) -> Option<Value> {
-    if describe::without_hash(&rs["spec"]["template"])
-        == describe::without_hash(&d["spec"]["template"])
+    let template = |v: &Value| {
+        serde_json::from_value::<api::apps::PodTemplateSpec>(v["spec"]["template"].clone()).ok()
+    };
+    if let (Some(a), Some(b)) = (template(rs), template(d))
+        && api::workload::templates_equal(&a, &b)
     {
         return None;
     }
