@@ -9,10 +9,10 @@ use api::ResourceInfo;
 use api::resource::{RESOURCES, lookup, lookup_kind};
 use serde_json::Value;
 
-use crate::cmd::apply::{mapping_error, target_namespace};
 use crate::context::Context;
 use crate::errors::{Error, Result};
 use crate::manifest::FilenameArgs;
+use crate::manifest::{mapping_error, target_namespace};
 
 /// One kind and the names asked for (none: every object, subject to selectors).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -44,6 +44,7 @@ pub mod tabwriter;
 pub mod term;
 pub mod util;
 pub mod watch;
+pub mod workloads;
 
 use clap::Parser;
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use api::ResourceInfo;
 use serde_json::{Map, Value, json};
 
+use crate::errors::{Error, Result};
 use crate::{color, tabwriter};
 
 /// `-o` values.
@@ -344,6 +345,17 @@ pub fn stderr(text: &str) {
 pub fn warning(text: &str) {
     let head = color::paint(color::stderr(), color::Color::Yellow, "Warning:");
     stderr(&format!("{head} {text}\n"));
+}
+
+/// `-o name` or nothing: the only outputs of `create -f`, `replace` and friends.
+pub fn name_only(output: Option<&str>) -> Result<bool> {
+    match output {
+        None | Some("") => Ok(false),
+        Some("name") => Ok(true),
+        Some(other) => Err(Error::msg(format!(
+            "unable to match a printer suitable for the output format {other:?}, allowed formats are: name"
+        ))),
+    }
 }
 
 #[cfg(test)]

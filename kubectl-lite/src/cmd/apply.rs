@@ -13,10 +13,11 @@ use api::annotations::LAST_APPLIED;
 use api::resource::lookup_kind;
 use serde_json::{Map, Value, json};
 
-use crate::cmd::rollout;
 use crate::context::{Context, PatchType, query};
 use crate::errors::{self, Error, Result};
-use crate::manifest::{FilenameArgs, Manifest};
+use crate::manifest::{
+    FilenameArgs, Manifest, mapping_error, prune_nulls, target_namespace, with_last_applied,
+};
 use crate::patch;
 use crate::printer;
 use crate::util::parse_duration;
@@ -114,62 +115,11 @@ impl Apply {
         if self.wait && errors.is_empty() {
             let deadline = crate::util::deadline(self.timeout);
             for (info, ns, name) in &applied {
-                rollout::wait_ready(ctx, info, ns, name, deadline).await?;
+                crate::workloads::wait_ready(ctx, info, ns, name, deadline).await?;
             }
         }
         errors::collect(errors)
     }
-}
-
-/// kubectl's error for a kind the server does not serve.
-pub fn mapping_error(m: &Manifest) -> Error {
-    Error::msg(format!(
-        "resource mapping not found for name: {:?} namespace: {:?} from {:?}: no matches for kind {:?} in version {:?}",
-        m.name(),
-        m.namespace(),
-        m.source,
-        m.kind(),
-        m.api_version()
-    ))
-}
-
-/// The namespace an object from a manifest goes to: its own, else `-n`, else the context's.
-/// With an explicit `-n`, a manifest naming another namespace is an error, as in kubectl.
-pub fn target_namespace(ctx: &Context, info: &ResourceInfo, m: &Manifest) -> Result<String> {
-    if !info.namespaced {
-        return Ok(String::new());
-    }
-    let own = m.namespace();
-    if own.is_empty() {
-        return Ok(ctx.namespace.clone());
-    }
-    if ctx.namespace_explicit && own != ctx.namespace {
-        return Err(Error::msg(format!(
-            "the namespace from the provided object {own:?} does not match the namespace {:?}. You must pass '--namespace={own}' to perform this operation.",
-            ctx.namespace
-        )));
-    }
-    Ok(own.to_string())
-}
-
-/// What `create -f` and `replace -f` send for a manifest: its kind, its namespace and the object
-/// placed there (with the last-applied annotation when `save_config`), or why it can't be sent.
-pub fn prepare(
-    ctx: &Context,
-    m: &Manifest,
-    save_config: bool,
-) -> Result<(&'static ResourceInfo, String, Value)> {
-    let info = lookup_kind(m.api_version(), m.kind()).ok_or_else(|| mapping_error(m))?;
-    let ns = target_namespace(ctx, info, m)?;
-    let mut obj = m.object.clone();
-    if info.namespaced {
-        obj["metadata"]["namespace"] = json!(ns);
-    }
-    if save_config {
-        obj = with_last_applied(&obj);
-    }
-    prune_nulls(&mut obj);
-    Ok((info, ns, obj))
 }
 
 async fn apply_one(
@@ -262,42 +212,10 @@ async fn apply_one(
     }
 }
 
-/// The manifest with its own compact JSON recorded in the last-applied annotation — exactly what
-/// kubectl records (`GetModifiedConfiguration`): the object without that annotation, keys sorted,
-/// an empty `annotations` map kept, and a trailing newline.
-pub fn with_last_applied(obj: &Value) -> Value {
-    let mut without = obj.clone();
-    if !without["metadata"].is_object() {
-        without["metadata"] = json!({});
-    }
-    let mut annotations = without["metadata"]["annotations"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    annotations.remove(LAST_APPLIED);
-    without["metadata"]["annotations"] = Value::Object(annotations.clone());
-    let recorded = printer::to_compact_json(&without) + "\n";
-    annotations.insert(LAST_APPLIED.into(), Value::String(recorded));
-    let mut modified = without;
-    modified["metadata"]["annotations"] = Value::Object(annotations);
-    modified
-}
-
-/// Drop `null` fields before a create, as kubectl does, so create and update agree.
-pub fn prune_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(prune_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::{mapping_error, prune_nulls, with_last_applied};
 
     #[test]
     fn last_applied_is_kubectls() {

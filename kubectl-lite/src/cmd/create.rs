@@ -8,10 +8,11 @@ use api::ResourceInfo;
 use api::resource::{CONFIG_MAP, DEPLOYMENT, NAMESPACE};
 use serde_json::{Map, Value, json};
 
-use crate::cmd::apply::{prepare, with_last_applied};
 use crate::context::{Context, query};
 use crate::errors::{self, Error, Result};
 use crate::manifest::FilenameArgs;
+use crate::manifest::{prepare, with_last_applied};
+use crate::printer::name_only;
 use crate::printer::{self, Output};
 
 #[derive(clap::Args, Debug)]
@@ -127,17 +128,6 @@ impl Create {
                 create_from_files(ctx, &self.files, self.save_config, self.output.as_deref()).await
             }
         }
-    }
-}
-
-/// `-o name` or nothing: the only outputs of `create -f`, `replace` and friends.
-pub fn name_only(output: Option<&str>) -> Result<bool> {
-    match output {
-        None | Some("") => Ok(false),
-        Some("name") => Ok(true),
-        Some(other) => Err(Error::msg(format!(
-            "unable to match a printer suitable for the output format {other:?}, allowed formats are: name"
-        ))),
     }
 }
 

@@ -13,11 +13,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::builder;
-use crate::cmd::apply::{mapping_error, target_namespace};
 use crate::context::Context;
 use crate::context::query;
 use crate::errors::{self, Error, Result};
 use crate::manifest::FilenameArgs;
+use crate::manifest::{mapping_error, target_namespace};
 use crate::printer;
 use crate::util::parse_duration;
 

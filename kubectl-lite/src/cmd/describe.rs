@@ -10,12 +10,12 @@ use api::resource::{ENDPOINT_SLICE, LEASE, POD};
 use serde_json::Value;
 
 use crate::builder::{self, Selection};
-use crate::cmd::rollout::owned_replica_sets;
 use crate::context::Context;
 use crate::describe;
 use crate::errors::{self, Error, Result};
 use crate::printer;
 use crate::util::{name_of, namespace_of, str_of};
+use crate::workloads::owned_replica_sets;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:

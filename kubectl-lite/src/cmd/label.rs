@@ -220,7 +220,7 @@ pub fn plan(
 }
 
 async fn run(ctx: &Context, a: Args, field: Field) -> Result<()> {
-    let name_only = crate::cmd::create::name_only(a.output.as_deref())?;
+    let name_only = crate::printer::name_only(a.output.as_deref())?;
     let (resources, changes) = split(&a.args, field)?;
     if a.all && a.selector.is_some() {
         return Err(Error::msg(

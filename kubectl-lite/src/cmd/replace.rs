@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::cmd::apply::prepare;
-use crate::cmd::create::name_only;
 use crate::context::Context;
 use crate::errors::{self, Error, Result};
 use crate::manifest::FilenameArgs;
+use crate::manifest::prepare;
 use crate::printer;
+use crate::printer::name_only;
 use crate::watch;
 
 #[derive(clap::Args, Debug)]

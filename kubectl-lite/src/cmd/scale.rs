@@ -49,7 +49,7 @@ pub struct Scale {
 
 impl Scale {
     pub async fn run(self, ctx: &Context) -> Result<()> {
-        let name_only = crate::cmd::create::name_only(self.output.as_deref())?;
+        let name_only = crate::printer::name_only(self.output.as_deref())?;
         let replicas = match self.replicas {
             Some(r) if r >= 0 => r,
             _ => {

@@ -92,7 +92,7 @@ pub fn with_images(obj: &Value, kind: &str, images: &[(String, String)]) -> Resu
 
 impl SetImage {
     pub async fn run(self, ctx: &Context) -> Result<()> {
-        let name_only = crate::cmd::create::name_only(self.output.as_deref())?;
+        let name_only = crate::printer::name_only(self.output.as_deref())?;
         let split = self
             .args
             .iter()
