@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use api::ResourceInfo;
 use api::resource::RESOURCES;
-use client::kv::proto::{ErrorCode, EventType};
 use futures::StreamExt;
+use kvclient::proto::{ErrorCode, EventType};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -161,7 +161,7 @@ impl Cacher {
     }
 
     /// Apply one kvstore watch message's events.
-    fn apply(&self, events: &[client::kv::proto::Event]) {
+    fn apply(&self, events: &[kvclient::proto::Event]) {
         let mut s = lock(&self.state);
         let mut max_rev = s.rev;
         for ev in events {
@@ -502,7 +502,7 @@ impl Caches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use client::kv::proto::{Event as KvEvent, KeyValue};
+    use kvclient::proto::{Event as KvEvent, KeyValue};
     use serde_json::json;
 
     fn put(key: &str, rev: i64, v: Value) -> KvEvent {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use client::kv::proto::*;
+use kvclient::proto::*;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Caches;

@@ -5,7 +5,7 @@ use api::meta::{Status, StatusCause, StatusDetails};
 use api::validation::{FieldError, invalid_message};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use client::kv::KvError;
+use kvclient::KvError;
 
 /// An error the API returns; always becomes a `Status` body. The second field marks a write
 /// that lost a race for a ClusterIP or node port ([`ApiError::claim_taken`]).
@@ -176,7 +176,7 @@ impl ApiError {
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match &e {
-            KvError::Server(body, _) if body.code == client::kv::proto::ErrorCode::Compacted => {
+            KvError::Server(body, _) if body.code == kvclient::proto::ErrorCode::Compacted => {
                 ApiError::gone(format!(
                     "The resourceVersion for the provided list is too old: {}",
                     body.error

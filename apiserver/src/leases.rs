@@ -8,8 +8,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use client::kv::KvClient;
-use client::kv::proto::LeaseGrantRequest;
+use kvclient::KvClient;
+use kvclient::proto::LeaseGrantRequest;
 use tokio::time::Instant;
 
 use crate::error::ApiResult;

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use client::kv::KvClient;
+use kvclient::KvClient;
 use tokio_util::sync::CancellationToken;
 
 pub struct Config {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::ResourceInfo;
-use client::kv::proto::*;
-use client::kv::{KvClient, KvError};
+use kvclient::proto::*;
+use kvclient::{KvClient, KvError};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};

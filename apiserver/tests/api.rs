@@ -576,9 +576,9 @@ async fn metric(h: &Http, series: &str) -> Option<f64> {
 /// The id the kvstore gives a new watch (ids are sequential): opening one before and after
 /// shows how many watches were opened in between, by anyone.
 async fn next_kv_watch_id(kv_url: &str) -> i64 {
-    let kv = client::kv::KvClient::new(vec![kv_url.to_string()]).unwrap();
+    let kv = kvclient::KvClient::new(vec![kv_url.to_string()]).unwrap();
     let stream = kv
-        .watch(&client::kv::proto::WatchCreateRequest {
+        .watch(&kvclient::proto::WatchCreateRequest {
             key: "/probe".into(),
             ..Default::default()
         })
@@ -910,7 +910,7 @@ async fn events_expire_after_the_event_ttl() {
     upd["count"] = json!(2);
     let (code, _) = h.json("PUT", &format!("{evs}/e1"), upd).await;
     assert_eq!(code, 200);
-    let kv = client::kv::KvClient::new(vec![c.kv_url.clone()]).unwrap();
+    let kv = kvclient::KvClient::new(vec![c.kv_url.clone()]).unwrap();
     let (stored, _) = kv.get("/registry/events/default/e1").await.unwrap();
     assert_ne!(
         stored.unwrap().lease,

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use client::kv::KvClient;
-use client::kv::proto::{PutRequest, RangeRequest};
+use kvclient::KvClient;
+use kvclient::proto::{PutRequest, RangeRequest};
 
 use etcd::EtcdClient;
 

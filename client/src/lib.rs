@@ -6,14 +6,12 @@
 //! - [`config`]: kubeconfig files.
 //! - [`error`]: the client's error type.
 //! - [`runtime`]: watcher → reflector → informer → queue → controller, and the Event recorder.
-//! - [`kv`]: the kvstore client and its wire protocol ([`kv::proto`]).
 //! - [`ndjson`]: newline-delimited JSON framing of watch streams.
 
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod error;
-pub mod kv;
 pub mod ndjson;
 pub mod process;
 pub mod runtime;

@@ -1,7 +1,7 @@
 //! What goes through Raft: batches of write commands, and the result of applying each.
 
-use client::kv::proto::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
-use client::kv::proto::{TxnRequest, TxnResponse};
+use kvclient::proto::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
+use kvclient::proto::{TxnRequest, TxnResponse};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ impl Command {
                     .iter()
                     .chain(&t.failure)
                     .map(|op| match op {
-                        client::kv::proto::RequestOp::Put(p) => 64 + p.key.len() + p.value.len(),
+                        kvclient::proto::RequestOp::Put(p) => 64 + p.key.len() + p.value.len(),
                         _ => 128,
                     })
                     .sum::<usize>()

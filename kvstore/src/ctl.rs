@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use client::kv::KvClient;
-use client::kv::proto::*;
+use kvclient::KvClient;
+use kvclient::proto::*;
 
 /// Talk to a running kvstore cluster.
 #[derive(Parser, Debug)]
@@ -378,7 +378,7 @@ fn member_table(members: &[Member]) -> String {
     )
 }
 
-fn status_table(rows: &[(String, Result<StatusResponse, client::kv::KvError>)]) -> String {
+fn status_table(rows: &[(String, Result<StatusResponse, kvclient::KvError>)]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|(ep, r)| match r {

@@ -1,6 +1,6 @@
 //! The store's request errors: an etcd-style message plus the wire [`ErrorCode`] and HTTP status.
 
-use client::kv::proto::{ErrorBody, ErrorCode};
+use kvclient::proto::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 /// A request failed; becomes an [`ErrorBody`] with the status of its code.

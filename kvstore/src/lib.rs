@@ -1,6 +1,6 @@
 //! kvstore: kube-lite's only state — a Raft-replicated key-value store with etcd v3 semantics
 //! (revisions, MVCC reads, txns, watches, leases, compaction), spoken over the HTTP/JSON
-//! protocol of [`client::kv::proto`].
+//! protocol of [`kvclient::proto`].
 //!
 //! # Layout
 //! - [`command`]: what goes through Raft — batches of write commands and their results.
@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use client::kv::proto::ResponseHeader;
+use kvclient::proto::ResponseHeader;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::Command;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use client::kv::proto::{Event, WatchCreateRequest, WatchResponse};
+use kvclient::proto::{Event, WatchCreateRequest, WatchResponse};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -377,7 +377,7 @@ mod tests {
     use super::*;
     use crate::command::Command;
     use crate::mvcc::Applier;
-    use client::kv::proto::PutRequest;
+    use kvclient::proto::PutRequest;
 
     /// Apply a put as the state machine would, publishing events only if `with_events`.
     fn put(store: &Store, hub: &WatchHub, key: &str, with_events: bool) -> i64 {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use client::kv::proto::*;
 use common::Member;
+use kvclient::proto::*;
 
 struct Raw {
     http: reqwest::Client,
@@ -271,7 +271,7 @@ async fn compaction_errors_and_old_reads() {
         .await
         .unwrap_err();
     match e {
-        client::kv::KvError::Server(body, status) => {
+        kvclient::KvError::Server(body, status) => {
             assert_eq!(
                 (status, body.code, body.compact_revision),
                 (410, ErrorCode::Compacted, 3)

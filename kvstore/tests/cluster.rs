@@ -11,8 +11,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use client::kv::KvClient;
-use client::kv::proto::*;
+use kvclient::KvClient;
+use kvclient::proto::*;
 use support::{Writers, assert_all_acked_present, read_all};
 use testkit::kvcluster::{KvCluster, member_id};
 use testkit::{DEFAULT_TIMEOUT, wait_for};

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use client::kv::KvClient;
-use client::kv::proto::*;
 use common::{Member, eventually};
+use kvclient::KvClient;
+use kvclient::proto::*;
 
 async fn grant(c: &KvClient, ttl: i64) -> i64 {
     let r = c

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use client::kv::KvClient;
-use client::kv::proto::*;
 use futures::StreamExt;
+use kvclient::KvClient;
+use kvclient::proto::*;
 use testkit::kvcluster::KvCluster;
 use todc_utils::linearizability::WGLChecker;
 use todc_utils::linearizability::history::{Action, History};

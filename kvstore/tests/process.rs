@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use client::kv::KvClient;
-use client::kv::proto::*;
 use common::{eventually, wait_healthy};
 use futures::StreamExt;
+use kvclient::KvClient;
+use kvclient::proto::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 

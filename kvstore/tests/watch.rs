@@ -5,13 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use client::kv::KvClient;
-use client::kv::proto::*;
 use common::Member;
 use futures::{Stream, StreamExt};
+use kvclient::KvClient;
+use kvclient::proto::*;
 
-type Watch =
-    std::pin::Pin<Box<dyn Stream<Item = Result<WatchResponse, client::kv::KvError>> + Send>>;
+type Watch = std::pin::Pin<Box<dyn Stream<Item = Result<WatchResponse, kvclient::KvError>> + Send>>;
 
 async fn open(c: &KvClient, req: WatchCreateRequest) -> (Watch, i64) {
     let mut w: Watch = Box::pin(c.watch(&req).await.unwrap());

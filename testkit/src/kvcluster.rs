@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client::kv::KvClient;
-use client::kv::proto::StatusResponse;
+use kvclient::KvClient;
+use kvclient::proto::StatusResponse;
 use nix::sys::signal::Signal;
 
 use crate::{Proc, free_port, wait_for};

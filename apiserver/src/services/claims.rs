@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
-use client::kv::proto::{RangeRequest, prefix_end};
+use kvclient::proto::{RangeRequest, prefix_end};
 use serde_json::{Value, json};
 
 use crate::error::ApiResult;

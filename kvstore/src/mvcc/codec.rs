@@ -1,6 +1,6 @@
 //! Binary encodings of the MVCC tables' values: key records, history events, meta numbers.
 
-use client::kv::proto::{EventType, KeyValue};
+use kvclient::proto::{EventType, KeyValue};
 
 use crate::error::KvError;
 

@@ -1,6 +1,6 @@
 //! Compaction: dropping history that no read at or after the compact revision can need.
 
-use client::kv::proto::EventType;
+use kvclient::proto::EventType;
 
 use super::{Key, KeyRef, Tables, codec};
 use crate::error::KvError;

@@ -3,8 +3,8 @@
 
 use std::ops::Bound;
 
-use client::kv::proto::{Event, EventType, KeyValue, RangeRequest, RangeResponse, ResponseHeader};
 use imbl::OrdMap;
+use kvclient::proto::{Event, EventType, KeyValue, RangeRequest, RangeResponse, ResponseHeader};
 
 use super::codec::{self, HistEvent, corrupt, split_rev_pointer};
 use super::range::{End, KeyRange};

@@ -1,6 +1,6 @@
 //! MVCC semantics, checked against etcd v3's behaviour.
 
-use client::kv::proto::*;
+use kvclient::proto::*;
 
 use super::*;
 use crate::command::{CmdResponse, CmdResult, Command};

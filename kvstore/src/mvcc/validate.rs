@@ -1,7 +1,7 @@
 //! Request checks that need no state: well-formed ranges, sizes, and etcd's txn rules. Run by
 //! the server before proposing and again by the state machine before writing anything.
 
-use client::kv::proto::{
+use kvclient::proto::{
     Compare, DeleteRangeRequest, MAX_VALUE_BYTES, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 

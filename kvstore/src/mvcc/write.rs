@@ -4,7 +4,7 @@
 //! Every request error is found before the command writes anything, so a failed command leaves
 //! no trace; an error with code `internal` means the stored data is corrupt, and stops Raft.
 
-use client::kv::proto::{
+use kvclient::proto::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, ErrorCode,
     Event, EventType, KeyValue, PutRequest, PutResponse, RangeResponse, RequestOp, ResponseHeader,
     ResponseOp, TxnRequest, TxnResponse,

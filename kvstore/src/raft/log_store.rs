@@ -896,7 +896,7 @@ mod tests {
         let big = |index: u64| Entry {
             log_id: LogId::new(CommittedLeaderId::new(2, OTHER), index),
             payload: EntryPayload::Normal(Batch::new(vec![Command::Put(
-                client::kv::proto::PutRequest {
+                kvclient::proto::PutRequest {
                     key: format!("k{index}"),
                     value: "v".repeat(1 << 20),
                     ..Default::default()

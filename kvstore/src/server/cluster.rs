@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use client::kv::proto::{
+use kvclient::proto::{
     ErrorCode, Member, MemberAddRequest, MemberAddResponse, MemberListResponse,
     MemberPromoteRequest, MemberRemoveRequest, StatusResponse,
 };

@@ -22,7 +22,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use client::kv::proto::{MAX_VALUE_BYTES, ResponseHeader};
+use kvclient::proto::{MAX_VALUE_BYTES, ResponseHeader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -80,7 +80,7 @@ pub fn client_router(state: Arc<AppState>) -> Router {
         .route("/health", get(cluster::health))
         .fallback(|| async {
             ApiError(KvError::new(
-                client::kv::proto::ErrorCode::BadRequest,
+                kvclient::proto::ErrorCode::BadRequest,
                 "no such endpoint",
             ))
             .with_status(StatusCode::NOT_FOUND)

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::Response;
-use client::kv::proto::{WatchCreateRequest, WatchProgressRequest, WatchProgressResponse};
+use kvclient::proto::{WatchCreateRequest, WatchProgressRequest, WatchProgressResponse};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ApiError, Body, S};

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use client::kv::KvClient;
+use kvclient::KvClient;
 use tokio_util::sync::CancellationToken;
 
 /// A member running inside the test process (`kvstore::run` on port-0 listeners).

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use client::kv::KvClient;
-use client::kv::proto::{PutRequest, RangeRequest};
+use kvclient::KvClient;
+use kvclient::proto::{PutRequest, RangeRequest};
 
 /// Acknowledged writes: key → (value, revision).
 pub type Acked = BTreeMap<String, (String, i64)>;
@@ -108,7 +108,7 @@ pub async fn read_all(
     client: &KvClient,
     tag: &str,
     serializable: bool,
-) -> Result<BTreeMap<String, (String, i64)>, client::kv::KvError> {
+) -> Result<BTreeMap<String, (String, i64)>, kvclient::KvError> {
     let r = client
         .range(&RangeRequest {
             key: format!("/{tag}/"),

@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ndjson;
+use client::ndjson;
 use proto::*;
 
 #[derive(Debug, thiserror::Error)]
