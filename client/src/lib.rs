@@ -1,4 +1,5 @@
-//! HTTP clients for kube-lite.
+//! The Kubernetes API client of kube-lite (the kvstore's client is the `kvclient` crate), and
+//! the start-up every component binary shares.
 //!
 //! # Layout
 //! - [`client`]: the HTTP layer to the API server (`Client`), JSON and `Status` errors.
@@ -7,6 +8,8 @@
 //! - [`error`]: the client's error type.
 //! - [`runtime`]: watcher → reflector → informer → queue → controller, and the Event recorder.
 //! - [`ndjson`]: newline-delimited JSON framing of watch streams.
+//! - [`process`]: a component's start-up — logging from `RUST_LOG`, the shutdown token
+//!   (SIGINT/SIGTERM), one-line fatal errors — used by every `main.rs`.
 
 pub mod api;
 pub mod client;
