@@ -241,7 +241,6 @@ async fn container_exec(
         Ok(h) => h,
         Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let session = exec::Session {
         runtime: s.runtime.clone(),
         target,
@@ -250,35 +249,9 @@ async fn container_exec(
         what: format!("{ns}/{pod}/{container}"),
     };
     let shutdown = s.shutdown.clone();
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(session = %session.what, error = %e, "exec upgrade failed");
-                return;
-            }
-        };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(exec::websocket_config()),
-        )
-        .await;
-        exec::serve(ws, session, shutdown).await;
-    });
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(protocol.name()),
-    );
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    r
+    accept_websocket(&mut req, protocol.name(), &accept, move |ws| {
+        exec::serve(ws, session, shutdown)
+    })
 }
 
 /// `/portForward/{namespace}/{pod}`: a WebSocket carrying SPDY (kubectl's tunneled
@@ -337,14 +310,34 @@ async fn port_forward(
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut req);
     let shutdown = s.shutdown.clone();
     let what = format!("{ns}/{pod}");
+    accept_websocket(
+        &mut req,
+        crate::portforward::TUNNEL_PROTOCOL,
+        &accept,
+        move |ws| crate::portforward::serve(ws, ip, what, shutdown),
+    )
+}
+
+/// Answer a WebSocket handshake with `101` (the chosen subprotocol, the accept key) and run
+/// `serve` on the connection once it is upgraded.
+fn accept_websocket<F, Fut>(
+    req: &mut axum::extract::Request,
+    protocol: &'static str,
+    accept: &str,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::warn!(session = %what, error = %e, "port-forward upgrade failed");
+                tracing::warn!(%protocol, error = %e, "WebSocket upgrade failed");
                 return;
             }
         };
@@ -354,7 +347,7 @@ async fn port_forward(
             Some(exec::websocket_config()),
         )
         .await;
-        crate::portforward::serve(ws, ip, what, shutdown).await;
+        serve(ws).await;
     });
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -363,9 +356,9 @@ async fn port_forward(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(crate::portforward::TUNNEL_PROTOCOL),
+        HeaderValue::from_static(protocol),
     );
-    if let Ok(v) = HeaderValue::from_str(&accept) {
+    if let Ok(v) = HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     r
