@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::scheduler::{build_binaries, free_port, sibling_bin};
+use crate::scheduler::{build_binaries, free_port};
+use crate::up::{Up, wait};
 
 #[derive(clap::Args)]
 pub struct EndpointsArgs {
@@ -38,25 +39,6 @@ pub struct EndpointsArgs {
     changes: usize,
     #[arg(long)]
     keep: bool,
-}
-
-/// `kube-lite up` stopped with SIGINT when dropped.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The nftables mode's endpoint addresses, /32s on `lo` (not 127/8, so DNAT may lead to them),
@@ -96,23 +78,6 @@ fn slice(name: &str, service: &str, addrs: &[Ipv4Addr], port: u16) -> serde_json
             "addresses": [a.to_string()], "conditions": {"ready": true}})).collect::<Vec<_>>(),
         "ports": [{"port": port, "protocol": "TCP"}]
     })
-}
-
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Which set (0 = A, 1 = B) a connection to `vip` lands on.
@@ -166,28 +131,8 @@ async fn measure_mode(a: &EndpointsArgs, mode: &str, root: &Path) -> anyhow::Res
         }
     });
 
-    let port = free_port()?;
-    let log = std::fs::File::create(root.join(format!("kube-lite-{mode}.log")))?;
-    let mut args = vec![
-        "up".to_string(),
-        "--data-dir".into(),
-        root.join(mode).display().to_string(),
-        "--api-port".into(),
-        port.to_string(),
-        "--nodes".into(),
-        "1".into(),
-    ];
-    if mode == "nftables" {
-        args.extend(["--runtime".into(), "cri".into()]);
-    }
-    let _up = Up(std::process::Command::new(sibling_bin("kube-lite")?)
-        .args(&args)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::from(log.try_clone()?))
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .context("starting kube-lite up")?);
-    let server = format!("http://127.0.0.1:{port}");
+    let up = Up::start(root, mode)?;
+    let server = up.server.clone();
     let http = reqwest::Client::new();
     wait("the API server", 120, || {
         let (http, url) = (http.clone(), format!("{server}/readyz"));

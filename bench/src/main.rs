@@ -16,6 +16,7 @@ mod pod_start;
 mod procs;
 mod scheduler;
 mod service_proxy;
+mod up;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -23,7 +23,8 @@ use api::core::Pod;
 use client::{Api, Client, ListParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::scheduler::{build_binaries, free_port, sibling_bin};
+use crate::scheduler::build_binaries;
+use crate::up::{Up, wait};
 
 #[derive(clap::Args)]
 pub struct ServiceProxyArgs {
@@ -63,26 +64,6 @@ impl Side {
         }
         let i = ((self.lat_ms.len() as f64 - 1.0) * p).round() as usize;
         self.lat_ms[i.min(self.lat_ms.len() - 1)]
-    }
-}
-
-/// `kube-lite up` as a child process, stopped with SIGINT (so it removes its containerds,
-/// bridges and rules) when dropped.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -157,49 +138,10 @@ fn web_deployment(mode: &str) -> serde_json::Value {
     })
 }
 
-async fn wait<T, F, Fut>(what: &str, secs: u64, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Start the cluster for `mode`, deploy, and return (pod targets, VIP target, the cluster).
 async fn setup(mode: &str, root: &Path) -> anyhow::Result<(Vec<SocketAddr>, SocketAddr, Up)> {
-    let port = free_port()?;
-    let data = root.join(mode);
-    let log = std::fs::File::create(root.join(format!("kube-lite-{mode}.log")))?;
-    let mut args = vec![
-        "up".to_string(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--api-port".into(),
-        port.to_string(),
-        "--nodes".into(),
-        "1".into(),
-    ];
-    if mode == "nftables" {
-        args.extend(["--runtime".into(), "cri".into()]);
-    }
-    let child = std::process::Command::new(sibling_bin("kube-lite")?)
-        .args(&args)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::from(log.try_clone()?))
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .context("starting kube-lite up")?;
-    let up = Up(child);
-    let server = format!("http://127.0.0.1:{port}");
+    let up = Up::start(root, mode)?;
+    let server = up.server.clone();
     let client = Client::new(&server, "bench")?;
     let nodes: Api<api::Node> = Api::all(client.clone());
     wait("a Ready node", 120, || async {
