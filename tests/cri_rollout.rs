@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use api::core::Pod;
 use client::{Api, ListParams};
-use testkit::{DEFAULT_TIMEOUT, Proc, free_port, run_cli, wait_for};
+use testkit::{DEFAULT_TIMEOUT, run_cli, wait_for};
 
 fn manifest() -> String {
     format!(
@@ -63,34 +63,10 @@ async fn rolling_update_and_rollback_without_a_failed_request() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("cluster");
-    let port = free_port();
-    let server = format!("http://127.0.0.1:{port}");
-    let mut cluster = Proc::start(
-        "kube-lite",
-        "kube-lite-up-cri",
-        &[
-            "up".into(),
-            "--runtime".into(),
-            "cri".into(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--api-port".into(),
-            port.to_string(),
-            "--nodes".into(),
-            "2".into(),
-        ],
-        dir.path(),
-        &[],
-    );
-    let client = client::Client::new(&server, "e2e").expect("client");
-    let nodes: Api<api::Node> = Api::all(client.clone());
-    wait_for("two Ready nodes", DEFAULT_TIMEOUT, || async {
-        let l = nodes.list(&ListParams::default()).await.ok()?;
-        (l.items.iter().filter(|n| n.is_ready()).count() == 2).then_some(())
-    })
-    .await;
-    let kc = data.join("kubeconfig").display().to_string();
+    let up = testkit::up::KubeLiteUp::start(dir.path(), 2, &["--runtime", "cri"]).await;
+    let client = up.client();
+    let kc = up.kubeconfig();
+    let mut cluster = up.proc;
     kubectl(&kc, &["apply", "-f", &manifest()]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let svc = Api::<api::Service>::namespaced(client.clone(), "default")

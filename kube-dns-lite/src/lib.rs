@@ -20,10 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use api::core::Service;
-use api::discovery::EndpointSlice;
-use client::runtime::informer::Informer;
-use client::{Api, Client, ListParams};
+use client::Client;
+use client::runtime::services::ServicesAndSlices;
 use tokio_util::sync::CancellationToken;
 
 pub use records::Records;
@@ -74,19 +72,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let upstream = upstream.filter(|u| *u != listen);
     tracing::info!(%listen, domain = %config.cluster_domain, ?upstream, "kube-dns-lite serving");
 
-    let svc_inf = Informer::new(Api::<Service>::all(client.clone()), ListParams::default());
-    let slice_inf = Informer::new(
-        Api::<EndpointSlice>::all(client.clone()),
-        ListParams::default(),
-    );
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let (c1, c2) = (changed.clone(), changed.clone());
-    svc_inf.on_change(move |_| c1.notify_one());
-    slice_inf.on_change(move |_| c2.notify_one());
-    let services = svc_inf.store();
-    let slices = slice_inf.store();
-    let t1 = tokio::spawn(svc_inf.run(shutdown.clone()));
-    let t2 = tokio::spawn(slice_inf.run(shutdown.clone()));
+    let watch = ServicesAndSlices::start(&client, &shutdown);
+    let (services, slices, changed) = (&watch.services, &watch.slices, watch.changed.clone());
 
     let records = Arc::new(RwLock::new(Records::build(
         &config.cluster_domain,
@@ -102,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     tokio::select! {
         _ = shutdown.cancelled() => {}
-        _ = async { services.wait_ready().await; slices.wait_ready().await } => {}
+        _ = watch.ready() => {}
     }
     let publisher = config
         .publish
@@ -146,8 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         p.withdraw().await;
     }
     let _ = dns.shutdown_gracefully().await;
-    t1.abort();
-    t2.abort();
+    drop(watch);
     tracing::info!("kube-dns-lite stopped");
     Ok(())
 }

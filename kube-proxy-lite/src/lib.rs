@@ -16,15 +16,12 @@ pub mod translate;
 pub mod userspace;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use api::core::Service;
-use api::discovery::EndpointSlice;
 use api::net::Cidr;
+use client::Client;
 use client::runtime::events::{Recorder, object_ref};
-use client::runtime::informer::Informer;
-use client::{Api, Client, ListParams};
+use client::runtime::services::ServicesAndSlices;
 use tokio_util::sync::CancellationToken;
 
 /// How Service traffic is steered.
@@ -75,22 +72,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         },
     };
     tracing::info!(node = %config.node_name, ?mode, "kube-proxy-lite starting");
-    let svc_inf = Informer::new(Api::<Service>::all(client.clone()), ListParams::default());
-    let slice_inf = Informer::new(
-        Api::<EndpointSlice>::all(client.clone()),
-        ListParams::default(),
-    );
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let (c1, c2) = (changed.clone(), changed.clone());
-    svc_inf.on_change(move |_| c1.notify_one());
-    slice_inf.on_change(move |_| c2.notify_one());
-    let services = svc_inf.store();
-    let slices = slice_inf.store();
-    let t1 = tokio::spawn(svc_inf.run(shutdown.clone()));
-    let t2 = tokio::spawn(slice_inf.run(shutdown.clone()));
+    let watch = ServicesAndSlices::start(&client, &shutdown);
+    let (services, slices, changed) = (&watch.services, &watch.slices, watch.changed.clone());
     tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        _ = async { services.wait_ready().await; slices.wait_ready().await } => {}
+        _ = watch.ready() => {}
     }
     let recorder = Recorder::new(client.clone(), "kube-proxy", &config.node_name);
     let mut userspace = userspace::Userspace::default();
@@ -184,8 +170,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         Mode::Userspace => userspace.stop(),
     }
-    t1.abort();
-    t2.abort();
+    drop(watch);
     tracing::info!(node = %config.node_name, "kube-proxy-lite stopped");
     Ok(())
 }

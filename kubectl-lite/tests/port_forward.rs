@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 
-use testkit::{DEFAULT_TIMEOUT, Proc, free_port, wait_for};
+use testkit::{DEFAULT_TIMEOUT, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ECHO: &str = r#"
@@ -30,28 +30,8 @@ while True:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_carries_whole_streams_both_ways() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _up = Proc::start(
-        "kube-lite",
-        "kube-lite-up",
-        &[
-            "up".into(),
-            "--data-dir".into(),
-            dir.path().join("cluster").display().to_string(),
-            "--api-port".into(),
-            port.to_string(),
-            "--nodes".into(),
-            "1".into(),
-        ],
-        dir.path(),
-        &[],
-    );
-    let server = format!("http://127.0.0.1:{port}");
-    let readyz = format!("{server}/readyz");
-    wait_for("kube-lite up to serve", DEFAULT_TIMEOUT, || {
-        testkit::http_get(&readyz)
-    })
-    .await;
+    let up = testkit::up::KubeLiteUp::start(dir.path(), 1, &[]).await;
+    let server = up.server.clone();
     let manifest = dir.path().join("echo.yaml");
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo"},

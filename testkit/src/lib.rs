@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 pub mod cri;
 pub mod kvcluster;
+pub mod up;
 pub mod venv;
 
 /// Generous: CI runs on two loaded cores.

@@ -2,7 +2,8 @@
 //! [`watcher`] (list + watch as a state machine) → [`reflector`] (a local cache) →
 //! [`informer`] (cache + change handlers) → [`queue`] (de-duplicating, rate-limited keys) →
 //! [`controller`] (workers calling one `reconcile` per key). [`events`] records Events;
-//! [`expectations`] and [`owner`] are what controllers that create objects need.
+//! [`expectations`] and [`owner`] are what controllers that create objects need;
+//! [`services`] watches Services with their EndpointSlices (proxy and DNS).
 
 pub mod controller;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod leader_flags;
 pub mod owner;
 pub mod queue;
 pub mod reflector;
+pub mod services;
 pub mod watcher;
 
 /// `namespace/name` (or `name` for cluster-scoped objects): how queues and caches name objects.
