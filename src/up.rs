@@ -112,6 +112,15 @@ fn cluster_dns(server: &str) -> Option<kube_dns_lite::Config> {
             address,
             identity: "kube-lite".into(),
         }),
+        // Pods, this machine, and nobody else: it listens on the machine's outward address.
+        allowed: [
+            CLUSTER_CIDR.to_string(),
+            "127.0.0.0/8".into(),
+            format!("{address}/32"),
+        ]
+        .iter()
+        .filter_map(|c| api::net::Cidr::parse(c).ok())
+        .collect(),
     })
 }
 

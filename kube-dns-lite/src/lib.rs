@@ -42,6 +42,8 @@ pub struct Config {
     /// Keep `kube-system/kube-dns` (with this ClusterIP) leading to `address`; `None`: serve
     /// only.
     pub publish: Option<publish::Publish>,
+    /// The clients that may ask (e.g. the pod network, loopback, the node); empty: anyone.
+    pub allowed: Vec<api::net::Cidr>,
 }
 
 /// The first `nameserver` of a resolv.conf (port 53).
@@ -83,6 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut dns = hickory_server::Server::new(server::Handler {
         records: records.clone(),
         upstream,
+        allowed: config.allowed.clone(),
     });
     dns.register_socket(udp);
     dns.register_listener(tcp, Duration::from_secs(10), 64 * 1024);

@@ -24,6 +24,10 @@ struct Args {
     /// outward address when listening on all of them).
     #[arg(long)]
     advertise_address: Option<std::net::Ipv4Addr>,
+    /// Networks whose clients may ask (repeat; e.g. the pod network and 127.0.0.0/8); others
+    /// are refused. Default: anyone.
+    #[arg(long)]
+    allow_cidr: Vec<String>,
 }
 
 #[tokio::main]
@@ -47,12 +51,21 @@ async fn main() {
             identity: hostname(),
         }
     });
+    let allowed = args
+        .allow_cidr
+        .iter()
+        .map(|c| {
+            api::net::Cidr::parse(c)
+                .unwrap_or_else(|e| client::process::fail(&format!("--allow-cidr: {e}")))
+        })
+        .collect();
     let config = kube_dns_lite::Config {
         server: args.server,
         listen: args.listen,
         cluster_domain: args.cluster_domain,
         upstream: args.upstream,
         publish,
+        allowed,
     };
     let shutdown = client::process::shutdown_on_signal();
     if let Err(e) = kube_dns_lite::run(config, shutdown).await {

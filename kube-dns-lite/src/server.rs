@@ -25,6 +25,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Handler {
     pub records: Arc<RwLock<Records>>,
     pub upstream: Option<SocketAddr>,
+    /// Who may ask (empty: anyone). Others are REFUSED: a server that forwards must not be an
+    /// open resolver for whoever reaches the node's address.
+    pub allowed: Vec<api::net::Cidr>,
 }
 
 fn name(s: &str) -> Option<Name> {
@@ -82,6 +85,16 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let builder = MessageResponseBuilder::from_message_request(request);
         let mut meta = Metadata::response_from_request(&request.metadata);
+        let allowed = self.allowed.is_empty()
+            || match request.src().ip() {
+                std::net::IpAddr::V4(ip) => self.allowed.iter().any(|c| c.contains(ip)),
+                std::net::IpAddr::V6(ip) => ip.is_loopback(),
+            };
+        if !allowed {
+            tracing::debug!(src = %request.src(), "query refused");
+            meta.response_code = ResponseCode::Refused;
+            return send(&mut response, builder.build_no_records(meta)).await;
+        }
         let Some(query) = request.queries.queries().first() else {
             meta.response_code = ResponseCode::FormErr;
             return send(&mut response, builder.build_no_records(meta)).await;

@@ -1,8 +1,8 @@
 //! kube-dns-lite as a separate process against a real control plane: Service names (ClusterIP,
 //! headless, SRV), answers that change with the Services, NXDOMAIN vs NODATA, TCP as well as
 //! UDP, names outside the cluster forwarded upstream (here: a second kube-dns-lite serving
-//! another domain), and the kube-dns Service with this server's endpoint published and
-//! withdrawn on SIGTERM.
+//! another domain), clients outside `--allow-cidr` refused, and the kube-dns Service with this
+//! server's endpoint published and withdrawn on SIGTERM.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
@@ -227,6 +227,27 @@ async fn services_have_names() {
         addresses(&m),
         [web.spec.cluster_ip.parse::<Ipv4Addr>().expect("ip")]
     );
+
+    // A server told whom to answer refuses everyone else (no open resolver on a node's address).
+    let strict_port = free_port();
+    let _strict = cp.start_component(
+        "kube-dns-lite",
+        "dns-strict",
+        &dns_args(
+            strict_port,
+            "cluster.local",
+            &["--allow-cidr", "10.1.0.0/16"],
+        ),
+    );
+    let strict: SocketAddr = format!("127.0.0.1:{strict_port}").parse().expect("addr");
+    let m = wait_for(
+        "an answer from the strict server",
+        DEFAULT_TIMEOUT,
+        || async { ask(strict, "web.default.svc.cluster.local.", RecordType::A).await },
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
 
     // Published: kube-system/kube-dns with the ClusterIP kubelets are told, and this server's
     // address as its endpoint; withdrawn when the server stops.
