@@ -203,25 +203,28 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
             .expect("a pod on each node")
     };
     let (from, to) = (on("worker-1"), on("worker-2"));
+    let in_pod = |script: String| {
+        run_cli(
+            "kubectl-lite",
+            &[
+                "--kubeconfig",
+                &kc,
+                "exec",
+                &from.metadata.name,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            &[],
+            None,
+        )
+    };
     let script = format!(
         "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} 80",
         pod_ip(to)
     );
-    let (code, out, err) = run_cli(
-        "kubectl-lite",
-        &[
-            "--kubeconfig",
-            &kc,
-            "exec",
-            &from.metadata.name,
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[],
-        None,
-    );
+    let (code, out, err) = in_pod(script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("Hello from {}", to.metadata.name)),
@@ -285,21 +288,7 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
     }
     eprintln!("load balancing over 3 endpoints, 3000 requests: {counts:?}");
     let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {vip} 80");
-    let (code, out, err) = run_cli(
-        "kubectl-lite",
-        &[
-            "--kubeconfig",
-            &kc,
-            "exec",
-            &from.metadata.name,
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[],
-        None,
-    );
+    let (code, out, err) = in_pod(script);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Hello from "), "{out}");
 
@@ -308,23 +297,6 @@ async fn up_with_the_cri_runtime_runs_the_docs_deployment_unchanged() {
     // path too — and the pod reaches the Service by name. (The image's busybox is linked
     // statically with glibc, whose getaddrinfo cannot work without its shared libraries, so
     // the name goes through busybox's own resolver, `nslookup`.)
-    let in_pod = |script: String| {
-        run_cli(
-            "kubectl-lite",
-            &[
-                "--kubeconfig",
-                &kc,
-                "exec",
-                &from.metadata.name,
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ],
-            &[],
-            None,
-        )
-    };
     let (_, out, err) = in_pod("cat /etc/resolv.conf".into());
     assert!(
         out.contains("nameserver 10.96.0.10") && out.contains("search default.svc.cluster.local"),

@@ -912,15 +912,7 @@ fn kubectl_steps(e: &mut E2e) {
         "a pod of the Service picked, its targetPort used; SPDY over a WebSocket (SPDY/3.1+portforward.k8s.io) through the API server to the kubelet; three HTTP requests through the local port answered by the pod",
         |e| {
             let pf = e.background("port-forward", &["port-forward", "svc/nginx-np", ":80"])?;
-            let out = pf.wait_for("Forwarding from 127.0.0.1:…", |s| {
-                s.contains("Forwarding from 127.0.0.1:")
-            })?;
-            let port: u16 = out
-                .split("Forwarding from 127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| out.clone())?;
+            let (out, port) = forwarded_port(&pf)?;
             has(&out, "-> 80")?;
             for _ in 0..3 {
                 let body = http_get_text(port)?;
@@ -938,15 +930,7 @@ fn kubectl_steps(e: &mut E2e) {
         "the kubelet's error on the error stream: kubectl prints it and exits with \"lost connection to pod\"",
         |e| {
             let pf = e.background("port-forward-9", &["port-forward", "deployment/nginx-deployment", ":9"])?;
-            let out = pf.wait_for("Forwarding from 127.0.0.1:…", |s| {
-                s.contains("Forwarding from 127.0.0.1:")
-            })?;
-            let port: u16 = out
-                .split("Forwarding from 127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| out.clone())?;
+            let (_, port) = forwarded_port(&pf)?;
             let _ = http_get_text(port);
             let out = pf.wait_for("the error", |s| s.contains("lost connection to pod"))?;
             has(&out, "error forwarding port 9")
@@ -1805,4 +1789,18 @@ fn http_get_text(port: u16) -> Result<String, String> {
     } else {
         Err(format!("not a 200: {text:?}"))
     }
+}
+
+/// What `kubectl port-forward … :PORT` printed once it listens, and the local port it chose.
+fn forwarded_port(pf: &Background) -> Result<(String, u16), String> {
+    let out = pf.wait_for("Forwarding from 127.0.0.1:…", |s| {
+        s.contains("Forwarding from 127.0.0.1:")
+    })?;
+    let port = out
+        .split("Forwarding from 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| out.clone())?;
+    Ok((out, port))
 }
